@@ -1,0 +1,62 @@
+# recnotes: two commands do everything.
+#   make book   set up, fetch the pinned assets, execute every chapter, build _build/html
+#   make test   set up, fetch the pinned assets, run the unit tests and the notebook tests
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch for the local environment (Colab brings its own torch).
+TORCH_SPEC ?= torch==2.13.0
+PROFILE ?= full
+# Filter pip's noise about unreachable extra indexes, keep its errors.
+PIPQ := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+
+STAMP := $(VENV)/.recnotes-installed
+ASSETS_STAMP := $(VENV)/.recnotes-assets
+
+.PHONY: help setup assets execute html book test unit nbtest sitetest clean
+
+help:
+	@echo "make book   # set up, execute every chapter (profile=$(PROFILE)), build _build/html"
+	@echo "make test   # set up, unit tests + notebook tests (profile ci)"
+	@echo "make execute [CHAPTERS='01_background'] [PROFILE=ci]   # only execute chapters into book/"
+	@echo "make html   # only build the HTML from the executed notebooks in book/"
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip $(PIPQ)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)" $(PIPQ)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[book,test]" $(PIPQ)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+setup: $(STAMP)
+
+# Always run: verification is cheap, a missing or corrupted file is fetched again.
+assets: setup
+	$(BIN)/python -m recnotes.assets fetch
+
+execute: assets
+	$(BIN)/python scripts/execute.py --profile $(PROFILE) $(CHAPTERS)
+
+html: setup
+	rm -rf _build/html
+	$(BIN)/jupyter-book build . --path-output . -W --keep-going
+
+book: execute html
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+unit: assets
+	$(BIN)/python -m pytest -q tests --ignore=tests/test_notebooks.py
+
+nbtest: assets
+	RECNOTES_PROFILE=ci $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider book/*.ipynb
+	$(BIN)/python -m pytest -q tests/test_notebooks.py
+
+test: unit nbtest
+
+clean:
+	rm -rf _build

@@ -1,0 +1,190 @@
+"""MovieLens loaders: the pinned RecBole copy of ML-100K, and GroupLens' own formats.
+
+Every reader returns two tidy frames, which :class:`~recnotes.data.Interactions`
+turns into the container the rest of recnotes uses:
+
+* ``ratings``: columns ``user``, ``item``, ``rating``, ``timestamp`` (original ids,
+  original row order kept: it is the tie-break of the chronological split);
+* ``items``: columns ``item``, ``title``, ``year`` (nullable int), ``genres`` (tuple of str).
+
+Offline, ``load_movielens("ml-100k")`` reads the pinned asset.  A ``path``
+argument reads a folder in GroupLens' format (``u.data``/``u.item``,
+``ratings.dat``/``movies.dat`` or ``ratings.csv``/``movies.csv``).  With
+``source="grouplens"`` the zip is downloaded from GroupLens into the cache
+(online only, for example on Colab).
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import assets
+from .interactions import Interactions
+
+__all__ = [
+    "DATASETS",
+    "load_movielens",
+    "read_recbole",
+    "read_grouplens",
+    "fetch_grouplens",
+    "split_title_year",
+]
+
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
+DATASETS = ("ml-100k", "ml-1m", "ml-20m")
+
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+    "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+
+_TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
+
+
+def split_title_year(raw: str) -> tuple[str, int | None]:
+    """``"Toy Story (1995)"`` -> ``("Toy Story", 1995)``; no year -> ``(raw, None)``."""
+    m = _TITLE_YEAR.match(raw.strip())
+    if m:
+        return m.group(1), int(m.group(2))
+    return raw.strip(), None
+
+
+def _items_frame(item, title, year, genres) -> pd.DataFrame:
+    return pd.DataFrame({
+        "item": np.asarray(item, dtype=np.int64),
+        "title": list(title),
+        "year": pd.array(list(year), dtype="Int64"),
+        "genres": [tuple(g) for g in genres],
+    })
+
+
+def read_recbole(folder: str | Path, name: str = "ml-100k") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read RecBole atomic files ``<name>.inter`` and ``<name>.item``."""
+    folder = Path(folder)
+    inter = pd.read_csv(folder / f"{name}.inter", sep="\t")
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    ratings = pd.DataFrame({
+        "user": inter["user_id"].astype(np.int64),
+        "item": inter["item_id"].astype(np.int64),
+        "rating": inter["rating"].astype(np.float32),
+        "timestamp": inter["timestamp"].astype(np.int64),
+    })
+    raw = pd.read_csv(folder / f"{name}.item", sep="\t", keep_default_na=False, dtype=str)
+    raw.columns = [c.split(":")[0] for c in raw.columns]
+    years = [int(y) if y.strip().isdigit() else None for y in raw["release_year"]]
+    genres = [tuple(g.split()) if g else () for g in raw["class"]]
+    items = _items_frame(raw["item_id"].astype(np.int64), raw["movie_title"], years, genres)
+    return ratings, items
+
+
+def _read_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ratings = pd.read_csv(folder / "u.data", sep="\t", header=None,
+                          names=["user", "item", "rating", "timestamp"])
+    raw = pd.read_csv(folder / "u.item", sep="|", header=None, encoding="latin-1",
+                      keep_default_na=False, dtype=str)
+    titles, years = zip(*(split_title_year(t) for t in raw[1]))
+    # Items without a year in the title (GroupLens leaves a few blank): use the release date.
+    years = [y if y is not None else (int(d[-4:]) if d[-4:].isdigit() else None)
+             for y, d in zip(years, raw[2])]
+    flags = raw.iloc[:, 5:5 + len(ML100K_GENRES)].astype(int).to_numpy()
+    genres = [tuple(g for g, f in zip(ML100K_GENRES, row) if f) for row in flags]
+    return ratings, _items_frame(raw[0].astype(np.int64), titles, years, genres)
+
+
+def _read_1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ratings = pd.read_csv(folder / "ratings.dat", sep="::", engine="python", header=None,
+                          names=["user", "item", "rating", "timestamp"])
+    raw = pd.read_csv(folder / "movies.dat", sep="::", engine="python", header=None,
+                      encoding="latin-1", names=["item", "title", "genres"], dtype=str,
+                      keep_default_na=False)
+    titles, years = zip(*(split_title_year(t) for t in raw["title"]))
+    genres = [tuple(g.split("|")) if g else () for g in raw["genres"]]
+    return ratings, _items_frame(raw["item"].astype(np.int64), titles, years, genres)
+
+
+def _read_20m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ratings = pd.read_csv(folder / "ratings.csv", dtype={"userId": np.int64, "movieId": np.int64,
+                                                         "rating": np.float32, "timestamp": np.int64})
+    ratings = ratings.rename(columns={"userId": "user", "movieId": "item"})
+    raw = pd.read_csv(folder / "movies.csv", dtype=str, keep_default_na=False)
+    titles, years = zip(*(split_title_year(t) for t in raw["title"]))
+    genres = [() if g in ("", "(no genres listed)") else tuple(g.split("|")) for g in raw["genres"]]
+    return ratings, _items_frame(raw["movieId"].astype(np.int64), titles, years, genres)
+
+
+def read_grouplens(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a GroupLens folder, recognising the format by its file names."""
+    folder = Path(folder)
+    if (folder / "u.data").is_file() and (folder / "u.item").is_file():
+        ratings, items = _read_100k(folder)
+    elif (folder / "ratings.dat").is_file() and (folder / "movies.dat").is_file():
+        ratings, items = _read_1m(folder)
+    elif (folder / "ratings.csv").is_file() and (folder / "movies.csv").is_file():
+        ratings, items = _read_20m(folder)
+    else:
+        raise ValueError(
+            f"{folder} is not a MovieLens folder: expected u.data + u.item (100K), "
+            f"ratings.dat + movies.dat (1M) or ratings.csv + movies.csv (20M)"
+        )
+    ratings = ratings.astype({"user": np.int64, "item": np.int64, "rating": np.float32,
+                              "timestamp": np.int64})
+    return ratings[["user", "item", "rating", "timestamp"]], items
+
+
+def fetch_grouplens(name: str, timeout: float = 60.0) -> Path:
+    """Download and extract GroupLens' zip of ``name`` into the cache (needs network)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown MovieLens dataset {name!r}; choose one of {DATASETS}")
+    root = assets.cache_dir() / "grouplens"
+    folder = root / name
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    zpath = root / f"{name}.zip"
+    url = GROUPLENS_URL.format(name=name)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(zpath, "wb") as out:
+            while block := resp.read(1 << 20):
+                out.write(block)
+    except OSError as err:
+        zpath.unlink(missing_ok=True)
+        raise assets.AssetError(
+            f"could not download {url} ({err}). This needs network (for example on Colab); "
+            f"offline, use load_movielens('ml-100k') (the pinned copy) or pass path= a folder "
+            f"with GroupLens' files."
+        ) from None
+    with zipfile.ZipFile(zpath) as zf:
+        zf.extractall(root)
+    zpath.unlink()
+    if not folder.is_dir():
+        raise assets.AssetError(f"{url} did not contain a folder {name}/")
+    return folder
+
+
+def load_movielens(name: str = "ml-100k", path: str | Path | None = None,
+                   source: str = "auto") -> Interactions:
+    """Load a MovieLens dataset as :class:`Interactions`.
+
+    ``source``: ``"auto"`` (the pinned asset for ML-100K, GroupLens otherwise),
+    ``"pinned"`` or ``"grouplens"``.  ``path`` reads a local GroupLens folder.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown MovieLens dataset {name!r}; choose one of {DATASETS}")
+    if source not in ("auto", "pinned", "grouplens"):
+        raise ValueError(f"source must be 'auto', 'pinned' or 'grouplens', not {source!r}")
+    if path is not None:
+        ratings, items = read_grouplens(path)
+    elif name == "ml-100k" and source in ("auto", "pinned"):
+        ratings, items = read_recbole(assets.fetch("ml-100k", quiet=True), "ml-100k")
+    elif source == "pinned":
+        raise ValueError(f"only ml-100k has a pinned offline copy, not {name!r}")
+    else:
+        ratings, items = read_grouplens(fetch_grouplens(name))
+    return Interactions.from_frame(ratings, items, name=name)
