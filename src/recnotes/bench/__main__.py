@@ -8,6 +8,7 @@ import sys
 SUBCOMMANDS = {
     "eval": "recnotes.bench.eval",
     "models": "recnotes.bench.models",
+    "llm": "recnotes.bench.llm",
 }
 
 

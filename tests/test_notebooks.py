@@ -1,0 +1,81 @@
+"""The book is not stale: executed notebooks match their sources and carry results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+from recnotes.report.results import RECORD_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "notebooks").glob("*.md"))
+INJECTED = {"recnotes-injected", "injected-parameters"}
+
+
+def code_cells(nb) -> list[str]:
+    return [c.source.strip() for c in nb.cells
+            if c.cell_type == "code" and not INJECTED & set(c.metadata.get("tags", []))]
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part.get("chapters", [])]
+    return files
+
+
+def test_there_are_chapters():
+    assert SOURCES, "no chapter sources in notebooks/"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_executed_copy_has_the_same_code(src):
+    executed = ROOT / "book" / f"{src.stem}.ipynb"
+    assert executed.is_file(), f"{src.name} was never executed: run `make execute CHAPTERS={src.stem}`"
+    want = code_cells(jupytext.read(src))
+    got = code_cells(nbformat.read(executed, as_version=4))
+    assert got == want, (f"book/{executed.name} is stale: its code differs from notebooks/{src.name}; "
+                         f"run `make execute CHAPTERS={src.stem}`")
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_executed_copy_ran_cleanly_and_is_in_the_toc(src):
+    nb = nbformat.read(ROOT / "book" / f"{src.stem}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), "not every cell was executed"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[0].get("ename")
+    assert f"book/{src.stem}" in toc_files()
+    # Colab: a badge and a first code cell that installs only on Colab.
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    slug = url.split("github.com/", 1)[1]
+    assert any("colab-badge.svg" in c.source and slug in c.source for c in nb.cells[:3])
+    assert "google.colab" in code[0].source and url in code[0].source
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert params and "profile" in params[0].source and "seed" in params[0].source
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_results_json_follows_the_format(src):
+    path = ROOT / "book" / "results" / f"{src.stem}.json"
+    assert path.is_file(), f"chapter {src.stem} wrote no book/results/{src.stem}.json"
+    res = json.loads(path.read_text())
+    assert {"chapter", "dataset", "profile", "device", "recnotes_version", "records", "ranks"} <= set(res)
+    assert res["chapter"] == src.stem and res["records"]
+    for rec in res["records"]:
+        assert tuple(rec) == RECORD_KEYS
+        assert isinstance(rec["value"], (int, float))
+    for protocol, models in res["ranks"].items():
+        for model, ranks in models.items():
+            assert all(isinstance(r, int) and r >= 0 for r in ranks), (protocol, model)
+
+
+def test_every_toc_page_exists():
+    for f in toc_files():
+        assert any((ROOT / f"{f}{ext}").is_file() for ext in (".md", ".ipynb")), f
