@@ -75,7 +75,8 @@ def execute(name: str, profile: str, seed: int) -> float:
             request_save_on_cell_execute=False)
     # Keep the committed notebooks small and stable: drop papermill's timing metadata.
     nb = nbformat.read(out, as_version=4)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:03d}"  # stable ids: re-executing does not churn the diff
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
     nb.metadata.get("papermill", {}).pop("start_time", None)
