@@ -2,5 +2,7 @@
 
 from .interactions import PAD, Interactions
 from .movielens import load_movielens
+from .splits import Split, leave_one_out, pad_sequences, random_split
 
-__all__ = ["PAD", "Interactions", "load_movielens"]
+__all__ = ["PAD", "Interactions", "load_movielens", "Split", "leave_one_out", "random_split",
+           "pad_sequences"]

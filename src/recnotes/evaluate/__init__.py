@@ -1,0 +1,15 @@
+"""Evaluation: protocols P1 (full ranking) and P2 (candidate ranking), metrics,
+uncertainty and the efficiency meter."""
+
+from .efficiency import EfficiencyMeter, count_params, flops_per_request, latency_ms, measure
+from .metrics import beyond_accuracy, rank_metrics, target_ranks
+from .protocols import (Candidates, EvalResult, evaluate_candidates, evaluate_full, model_name,
+                        sample_candidates)
+from .uncertainty import bootstrap_ci, bootstrap_table, paired_test, summary_table
+
+__all__ = [
+    "EvalResult", "Candidates", "evaluate_full", "sample_candidates", "evaluate_candidates",
+    "model_name", "rank_metrics", "target_ranks", "beyond_accuracy", "bootstrap_ci",
+    "bootstrap_table", "summary_table", "paired_test", "EfficiencyMeter", "measure", "latency_ms",
+    "count_params", "flops_per_request",
+]

@@ -10,13 +10,20 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 
 import numpy as np
 
 from .. import __version__
 
-__all__ = ["record", "write_results", "read_results", "RECORD_KEYS", "results_dir"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..evaluate.protocols import EvalResult
+
+#: one evaluation: a single run, or several runs of the same model keyed by training seed
+Evaluation = Union["EvalResult", Mapping[int, "EvalResult"]]
+
+__all__ = ["record", "write_results", "read_results", "RECORD_KEYS", "results_dir", "eval_records",
+           "efficiency_records", "collect_ranks", "write_evaluation"]
 
 RECORD_KEYS = ("protocol", "model", "metric", "k", "value", "ci_low", "ci_high", "n_users", "seed")
 
@@ -89,3 +96,87 @@ def read_results(chapter_or_path: str | Path) -> dict:
     if not p.suffix:
         p = results_dir() / f"{p}.json"
     return json.loads(p.read_text())
+
+
+# ------------------------------------------------------------ evaluation outputs -> records
+def _runs(evaluation: Evaluation) -> dict[int | None, "EvalResult"]:
+    if isinstance(evaluation, Mapping):
+        if not evaluation:
+            raise ValueError("an evaluation given as {seed: result} is empty")
+        runs = dict(sorted(evaluation.items()))
+        first = next(iter(runs.values()))
+        for s, r in runs.items():
+            if (r.protocol, r.model) != (first.protocol, first.model) or not np.array_equal(r.users, first.users):
+                raise ValueError(f"run with seed {s} is not the same protocol, model and users as the "
+                                 f"first ({first.protocol}, {first.model})")
+        return runs
+    return {None: evaluation}
+
+
+def _accuracy_rows(protocol: str, model: str, table, seed) -> list[dict]:
+    return [record(protocol, model, row.metric, row.value, k=row.k, ci_low=row.ci_low,
+                   ci_high=row.ci_high, n_users=row.n_users, seed=seed) for row in table.itertuples()]
+
+
+def eval_records(evaluation: Evaluation, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95,
+                 beyond: bool = True) -> list[dict]:
+    """Tidy records of one evaluation: accuracy metrics with seeded bootstrap intervals, and
+    (protocol P1, ``beyond=True``) coverage, novelty, average popularity and Gini.
+
+    A single :class:`EvalResult` gives rows with ``seed`` None.  A mapping
+    ``{training seed: EvalResult}`` gives rows per seed and rows with ``seed="mean"``,
+    whose accuracy values and intervals come from each user's metrics averaged
+    over the seeds, and whose beyond-accuracy values are the mean over seeds.
+    """
+    runs = _runs(evaluation)
+    first = next(iter(runs.values()))
+    rows: list[dict] = []
+    for s, r in runs.items():
+        rows += _accuracy_rows(r.protocol, r.model, r.summary(n_bootstrap, seed, level), s)
+        if beyond and r.topk is not None:
+            rows += [record(r.protocol, r.model, b.metric, b.value, k=b.k, n_users=r.n_users, seed=s)
+                     for b in r.beyond_accuracy().itertuples()]
+    if None in runs:
+        return rows
+    from ..evaluate.uncertainty import summary_table
+    mean_per_user = sum(r.per_user for r in runs.values()) / len(runs)
+    table = summary_table(mean_per_user, n_bootstrap, seed, level)
+    rows += _accuracy_rows(first.protocol, first.model, table, "mean")
+    if beyond and first.topk is not None:
+        per_seed = [r.beyond_accuracy().set_index(["metric", "k"])["value"] for r in runs.values()]
+        mean = sum(per_seed) / len(per_seed)
+        rows += [record(first.protocol, first.model, m, v, k=k, n_users=first.n_users, seed="mean")
+                 for (m, k), v in mean.items()]
+    return rows
+
+
+def efficiency_records(protocol: str | None, model: str, figures: Mapping[str, float],
+                       seed: int | str | None = None) -> list[dict]:
+    """Records of efficiency figures (a dict from :class:`~recnotes.evaluate.EfficiencyMeter`)."""
+    return [record(protocol, model, name, value, seed=seed) for name, value in figures.items()]
+
+
+def collect_ranks(evaluations: Iterable[Evaluation]) -> dict[str, dict[str, list[int]]]:
+    """``{protocol: {model: ranks}}``: each user's 0-based target rank, users ascending
+    (for several seeds, the run with the smallest seed)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for evaluation in evaluations:
+        r = next(iter(_runs(evaluation).values()))
+        if r.model in out.setdefault(r.protocol, {}):
+            raise ValueError(f"model {r.model!r} is evaluated twice under {r.protocol}")
+        out[r.protocol][r.model] = [int(x) for x in r.ranks]
+    return out
+
+
+def write_evaluation(chapter: str, evaluations: Iterable[Evaluation], *, dataset: str, profile: str,
+                     device: str = "cpu", efficiency: Iterable[Mapping[str, Any]] = (),
+                     n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95,
+                     path: str | Path | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+    """Turn evaluations (and efficiency records) into the results format and write
+    ``<results_dir>/<chapter>.json``; returns its path.  See :func:`eval_records`."""
+    evaluations = list(evaluations)
+    ranks = collect_ranks(evaluations)
+    rows = [row for e in evaluations for row in eval_records(e, n_bootstrap, seed, level)]
+    rows += [dict(r) for r in efficiency]
+    return write_results(chapter, rows, ranks, dataset=dataset, profile=profile, device=device,
+                         path=path, extra=extra)
