@@ -1,0 +1,25 @@
+"""Language models as zero-shot recommenders.
+
+* :mod:`.backends`: local Hugging Face causal LMs (offline default: the pinned
+  SmolLM2-135M-Instruct GGUF) and, in :mod:`.api`, OpenAI-compatible servers;
+* :mod:`.likelihood`: candidate log-likelihoods with a shared-prefix KV cache;
+* :mod:`.prompts`: the LLMRank-style templates and the list-wise answer parser;
+* :mod:`.ranker`: :class:`LLMRanker`, the ``score_candidates`` model;
+* :mod:`.probes`: position, popularity and watched-item bias probes.
+"""
+
+from .api import OpenAIBackend, Secret
+from .backends import (DEFAULT_MODEL, Completion, HFBackend, LLMBackend, LLMBackendError, Usage,
+                       load_backend)
+from .probes import (PopularityBias, WatchedFirst, popularity_bias, position_bias,
+                     position_summary, train_popularity, watched_first)
+from .prompts import TEMPLATES, ParsedRanking, build_messages, parse_ranking, render
+from .ranker import METHODS, LLMRanker, RankerStats, item_titles
+
+__all__ = [
+    "DEFAULT_MODEL", "Completion", "HFBackend", "LLMBackend", "LLMBackendError", "Usage",
+    "load_backend", "OpenAIBackend", "Secret", "TEMPLATES", "METHODS", "ParsedRanking",
+    "build_messages", "parse_ranking", "render", "LLMRanker", "RankerStats", "item_titles",
+    "PopularityBias", "WatchedFirst", "popularity_bias", "position_bias", "position_summary",
+    "train_popularity", "watched_first",
+]

@@ -1,0 +1,180 @@
+"""An OpenAI-compatible chat-completions backend, with an on-disk response cache.
+
+Configured from the environment so that no secret lives in a notebook:
+``OPENAI_BASE_URL`` (default ``https://api.openai.com/v1``), ``OPENAI_MODEL``
+and ``OPENAI_API_KEY``.  The key is held in a :class:`Secret` whose ``repr``
+and ``str`` are masked; it only ever goes into the ``Authorization`` header,
+and it is scrubbed from any error text a server sends back.
+
+Every answer is stored under ``recnotes.assets.cache_dir()/llm-cache/`` keyed by
+the sha256 of (model, messages, parameters); a repeated request is served from
+disk, so re-running a chapter costs nothing.  Token counts come from the
+server's ``usage`` field (estimated from text length if it has none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Sequence
+
+from ... import assets
+from .backends import Completion, LLMBackend, LLMBackendError, Message
+
+__all__ = ["Secret", "OpenAIBackend", "request_key"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself (only for the request header)."""
+        return self._value
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every occurrence of the secret replaced by ``***``."""
+        return text.replace(self._value, "***") if self._value else text
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __reduce__(self):  # refuse to be pickled into a notebook or a cache
+        raise TypeError("a Secret cannot be pickled")
+
+
+def request_key(model: str, messages: Sequence[Message], params: dict[str, Any]) -> str:
+    """The cache key: sha256 of the canonical JSON of (model, messages, parameters)."""
+    blob = json.dumps({"model": model, "messages": list(messages), "params": params},
+                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class OpenAIBackend(LLMBackend):
+    """Chat completions from an OpenAI-compatible server (see the module docstring)."""
+
+    def __init__(self, model: str, base_url: str = DEFAULT_BASE_URL, api_key: str | None = None,
+                 cache_dir: str | Path | None = None, timeout: float = 60.0,
+                 max_retries: int = 2, extra_params: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if not model:
+            raise LLMBackendError("no model name: pass model=... or set OPENAI_MODEL")
+        self.model = model
+        self.name = model
+        self.base_url = base_url.rstrip("/")
+        self._key = Secret(api_key or "")
+        self.cache_dir = Path(cache_dir) if cache_dir else assets.cache_dir() / "llm-cache"
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.extra_params = dict(extra_params or {})
+
+    @classmethod
+    def from_env(cls, model: str | None = None, **kwargs: Any) -> "OpenAIBackend":
+        """Read ``OPENAI_BASE_URL``, ``OPENAI_MODEL`` and ``OPENAI_API_KEY``."""
+        model = model or os.environ.get("OPENAI_MODEL", "")
+        if not model:
+            raise LLMBackendError("set OPENAI_MODEL (for example gpt-4o-mini) or pass model=...")
+        return cls(model=model, base_url=os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+                   api_key=os.environ.get("OPENAI_API_KEY"), **kwargs)
+
+    def __repr__(self) -> str:
+        key = "set" if self._key else "unset"
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, api_key={key})"
+
+    # ------------------------------------------------------------------ cache
+    def _cache_path(self, key: str) -> Path:
+        return self.cache_dir / key[:2] / f"{key}.json"
+
+    def _read_cache(self, key: str) -> dict | None:
+        path = self._cache_path(key)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None  # a broken entry is treated as missing and rewritten
+
+    def _write_cache(self, key: str, record: dict) -> None:
+        path = self._cache_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+
+    # ---------------------------------------------------------------- request
+    def _post(self, body: dict) -> dict:
+        url = f"{self.base_url}/chat/completions"
+        headers = {"Content-Type": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        data = json.dumps(body).encode("utf-8")
+        for attempt in range(self.max_retries + 1):
+            log.info("POST %s model=%s (attempt %d)", url, self.model, attempt + 1)
+            request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                    return json.loads(resp.read().decode("utf-8"))
+            except urllib.error.HTTPError as err:
+                detail = self._key.scrub(err.read().decode("utf-8", "replace")[:500])
+                retry = err.code in (429, 500, 502, 503, 504) and attempt < self.max_retries
+                if not retry:
+                    raise LLMBackendError(f"{url} answered HTTP {err.code}: {detail}") from None
+            except (urllib.error.URLError, TimeoutError, OSError) as err:
+                reason = self._key.scrub(str(getattr(err, "reason", err)))
+                if attempt >= self.max_retries:
+                    raise LLMBackendError(
+                        f"could not reach {url} ({reason}); check OPENAI_BASE_URL and the network"
+                    ) from None
+            except json.JSONDecodeError:
+                raise LLMBackendError(f"{url} did not answer with JSON") from None
+            time.sleep(min(2.0 ** attempt, 8.0))
+        raise LLMBackendError(f"{url} kept failing after {self.max_retries + 1} attempts")
+
+    def chat(self, messages: Sequence[Message], max_new_tokens: int = 64,
+             temperature: float = 0.0) -> Completion:
+        params = {"max_tokens": int(max_new_tokens), "temperature": float(temperature),
+                  **self.extra_params}
+        key = request_key(self.model, messages, params)
+        record = self._read_cache(key)
+        cached = record is not None
+        if record is None:
+            answer = self._post({"model": self.model, "messages": list(messages), **params})
+            try:
+                text = answer["choices"][0]["message"]["content"] or ""
+            except (KeyError, IndexError, TypeError):
+                raise LLMBackendError(
+                    f"unexpected answer from {self.base_url}: no choices[0].message.content") from None
+            usage = answer.get("usage") or {}
+            record = {
+                "model": self.model, "messages": list(messages), "params": params, "text": text,
+                "prompt_tokens": int(usage.get("prompt_tokens")
+                                     or sum(self.count_tokens(m["content"]) for m in messages)),
+                "completion_tokens": int(usage.get("completion_tokens") or self.count_tokens(text)),
+                "usage_reported": bool(usage),
+            }
+            self._write_cache(key, record)
+        self.usage.add(record["prompt_tokens"], record["completion_tokens"], cached=cached)
+        return Completion(text=record["text"], prompt_tokens=record["prompt_tokens"],
+                          completion_tokens=record["completion_tokens"], cached=cached)

@@ -1,0 +1,255 @@
+"""Language-model backends behind one small interface.
+
+* :class:`HFBackend`: a Hugging Face causal LM run locally with PyTorch.
+  Offline default: the pinned SmolLM2-135M-Instruct GGUF asset; online (Colab)
+  any model id.  On CUDA it runs in bf16.  It can both generate and score
+  continuations by log-likelihood, the latter with a shared-prefix KV cache.
+* :class:`OpenAIBackend` (in :mod:`recnotes.models.llm.api`): any server speaking
+  the OpenAI chat-completions API; generation only.
+
+Every backend keeps a :class:`Usage` tally (calls, prompt and completion
+tokens) so the cost per user can be reported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ... import assets
+from ...device import get_device
+from .likelihood import score_naive, score_shared_prefix
+
+__all__ = [
+    "LLMBackendError",
+    "Message",
+    "Completion",
+    "Usage",
+    "LLMBackend",
+    "HFBackend",
+    "DEFAULT_MODEL",
+    "load_backend",
+]
+
+Message = dict[str, str]  #: one chat message: ``{"role": ..., "content": ...}``
+
+DEFAULT_MODEL = "smollm2-135m-instruct-gguf"  #: the pinned offline default (an asset name)
+_DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LLMBackendError(RuntimeError):
+    """A backend cannot be loaded or called; the message says what to do."""
+
+
+@dataclass
+class Completion:
+    """One generated answer and what it cost in tokens."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool = False
+
+
+@dataclass
+class Usage:
+    """Running totals of a backend's work (for cost and efficiency tables)."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, prompt_tokens: int, completion_tokens: int, cached: bool = False) -> None:
+        """Record one call."""
+        self.calls += 1
+        self.cached_calls += int(cached)
+        self.prompt_tokens += int(prompt_tokens)
+        self.completion_tokens += int(completion_tokens)
+
+
+class LLMBackend:
+    """The interface: ``chat`` for generation, ``score_continuations`` for likelihoods."""
+
+    name: str = "llm"
+    supports_likelihood: bool = False
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def chat(self, messages: Sequence[Message], max_new_tokens: int = 64,
+             temperature: float = 0.0) -> Completion:
+        """Answer a chat (greedy when ``temperature == 0``)."""
+        raise NotImplementedError
+
+    def score_continuations(self, messages: Sequence[Message], continuations: Sequence[str],
+                            shared_prefix: bool = True) -> np.ndarray:
+        """Mean per-token log-probability of each continuation as the assistant's answer."""
+        raise LLMBackendError(
+            f"backend {self.name!r} cannot score continuations by likelihood; "
+            f"use the list-wise ranking method with it, or a local Hugging Face model")
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of ``text`` (an estimate where the tokenizer is unknown)."""
+        return max(1, len(text) // 4)
+
+
+def _dtype_kwarg(dtype: torch.dtype) -> dict:
+    """``dtype=`` for transformers >= 4.56, ``torch_dtype=`` before (Colab may have either)."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def _offline_default() -> bool:
+    return os.environ.get("RECNOTES_ONLINE", "") not in ("1", "true", "yes")
+
+
+class HFBackend(LLMBackend):
+    """A local Hugging Face causal LM (see the module docstring)."""
+
+    supports_likelihood = True
+
+    def __init__(self, model: torch.nn.Module, tokenizer, name: str,
+                 device: torch.device | None = None) -> None:
+        super().__init__()
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.name = name
+
+    def __repr__(self) -> str:
+        dtype = next(self.model.parameters()).dtype
+        return f"HFBackend({self.name!r}, device={self.device.type}, dtype={dtype})"
+
+    # ------------------------------------------------------------------ load
+    @classmethod
+    def from_pretrained(cls, model: str | Path | None = None, *, gguf_file: str | None = None,
+                        device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                        online: bool | None = None) -> "HFBackend":
+        """Load a causal LM and its tokenizer.
+
+        ``model=None`` is the pinned offline GGUF asset; otherwise a local folder or
+        a Hugging Face model id.  Offline (the default; ``online=True`` or
+        ``RECNOTES_ONLINE=1`` to download) only local files are read.  ``dtype``
+        defaults to bf16 on CUDA and float32 elsewhere.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        online = (not _offline_default()) if online is None else online
+        device = get_device(device)
+        if dtype is None:
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        if model is None or str(model) == DEFAULT_MODEL:
+            source: str | Path = assets.fetch(DEFAULT_MODEL, quiet=True)
+            gguf_file, name, local_only = gguf_file or _DEFAULT_GGUF, "SmolLM2-135M-Instruct-Q4_1", True
+        else:
+            source, local_only = model, not online
+            name = Path(str(model)).name if Path(str(model)).exists() else str(model)
+        kwargs: dict = {"local_files_only": local_only}
+        if gguf_file:
+            kwargs["gguf_file"] = gguf_file
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            net = AutoModelForCausalLM.from_pretrained(source, **_dtype_kwarg(dtype), **kwargs)
+        except (OSError, ValueError) as err:
+            if local_only and not Path(str(source)).exists():
+                raise LLMBackendError(
+                    f"model {str(model)!r} is not available offline (it is not in the local "
+                    f"Hugging Face cache). Either pass online=True (or set RECNOTES_ONLINE=1) on a "
+                    f"machine with internet access to download it once, pass the path of a local "
+                    f"folder holding it, or use the pinned default (model=None)."
+                ) from err
+            raise LLMBackendError(f"could not load model {str(model)!r}: {err}") from err
+        net = net.to(device=device, dtype=dtype)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return cls(net, tokenizer, name=name, device=device)
+
+    # --------------------------------------------------------------- helpers
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of ``text`` under this model's tokenizer."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of the chat, ending with the assistant's turn opening (a base model
+        without a chat template gets ``"Role: content"`` lines and ``"Assistant:"``)."""
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                      add_generation_prompt=True)
+        else:
+            text = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
+            text = (self.tokenizer.bos_token or "") + text + "Assistant:"
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def continuation_ids(self, continuations: Sequence[str]) -> list[list[int]]:
+        """Token ids of each continuation, tokenized on its own (no special tokens)."""
+        ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        if any(len(i) == 0 for i in ids):
+            raise ValueError("every continuation needs at least one token (got an empty string)")
+        return ids
+
+    # ---------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def score_continuations(self, messages: Sequence[Message], continuations: Sequence[str],
+                            shared_prefix: bool = True) -> np.ndarray:
+        """Mean log-probability per token of each continuation after the prompt.
+
+        With ``shared_prefix`` the prompt is encoded once and its KV cache is
+        expanded over all continuations, which are scored together in one
+        right-padded batch; otherwise each continuation is scored with its own
+        full prompt (the slow reference).  Both give the same numbers.
+        """
+        prefix = self.prompt_ids(messages)
+        conts = self.continuation_ids(continuations)
+        fn = score_shared_prefix if shared_prefix else score_naive
+        sums, lengths = fn(self.model, prefix, conts, self.device,
+                           pad_id=int(self.tokenizer.pad_token_id))
+        n_prompt = len(prefix) if shared_prefix else len(prefix) * len(conts)
+        self.usage.add(n_prompt, int(lengths.sum()))
+        return sums / lengths
+
+    # ------------------------------------------------------------- generation
+    @torch.no_grad()
+    def chat(self, messages: Sequence[Message], max_new_tokens: int = 64,
+             temperature: float = 0.0) -> Completion:
+        ids = torch.tensor([self.prompt_ids(messages)], device=self.device)
+        kwargs: dict = {"do_sample": temperature > 0}
+        if temperature > 0:
+            kwargs["temperature"] = temperature
+        else:  # greedy: silence the sampling defaults of the generation config
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        out = self.model.generate(ids, attention_mask=torch.ones_like(ids),
+                                  max_new_tokens=max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id, **kwargs)
+        new = out[0, ids.shape[1]:]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        self.usage.add(ids.shape[1], len(new))
+        return Completion(text=text, prompt_tokens=ids.shape[1], completion_tokens=len(new))
+
+
+def load_backend(model: str | None = None, **kwargs) -> LLMBackend:
+    """A backend from a short spec.
+
+    ``None`` or ``"smollm2-135m-instruct-gguf"``: the pinned offline model;
+    ``"openai"`` or ``"openai:<model>"``: :class:`OpenAIBackend` configured from
+    ``OPENAI_BASE_URL``, ``OPENAI_MODEL`` and ``OPENAI_API_KEY``; anything else:
+    a Hugging Face model id or local folder for :class:`HFBackend`.
+    """
+    if model is not None and (model == "openai" or model.startswith("openai:")):
+        from .api import OpenAIBackend
+
+        name = model.split(":", 1)[1] if ":" in model else None
+        return OpenAIBackend.from_env(model=name, **kwargs)
+    return HFBackend.from_pretrained(model, **kwargs)

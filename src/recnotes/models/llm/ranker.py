@@ -1,0 +1,208 @@
+"""The zero-shot LLM ranker: "ChatGPT as a recommender", measured on candidate lists.
+
+:class:`LLMRanker` implements ``score_candidates(histories, candidates)`` of the
+recnotes model interface.  For each user it builds a prompt from the last
+``max_history`` items of the history (titles with years, most recent last) and
+the candidate titles, and ranks the candidates one of two ways:
+
+* ``likelihood``: the score of a candidate is the mean log-probability per
+  token of its title as the assistant's answer.  All candidates of a user are
+  scored in one batched pass that reuses the prompt's KV cache
+  (:mod:`recnotes.models.llm.likelihood`).
+* ``listwise``: the model writes the ranked candidate numbers; the answer is
+  parsed with :func:`~recnotes.models.llm.prompts.parse_ranking`.  Candidates it
+  omitted are placed after the ones it named, in the order the prompt showed
+  them (itself a seeded random order, so this is a random tie-break); numbers
+  or titles it invented are ignored.  Both are counted in :attr:`stats`.
+
+Candidates are shown in a seeded random order per user (``shuffle=True``), so
+the position of the true item in the prompt carries no information; the
+position-bias probe passes explicit orders instead.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..base import Recommender
+from .backends import LLMBackend, LLMBackendError
+from .prompts import TEMPLATES, build_messages, parse_ranking
+
+__all__ = ["LLMRanker", "RankerStats", "item_titles", "METHODS"]
+
+METHODS = ("likelihood", "listwise")
+
+
+def item_titles(data: Any) -> list[str]:
+    """Display titles ``"Title (year)"`` indexed by internal item id, from an
+    :class:`~recnotes.data.Interactions` (or anything with ``.titles(items)`` and
+    ``.n_items``)."""
+    return data.titles(np.arange(data.n_items + 1))
+
+
+@dataclass
+class RankerStats:
+    """What ranking cost and how often list-wise answers needed repair."""
+
+    users: int = 0
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    answers: int = 0  # list-wise answers read
+    unparsed: int = 0  # answers that named no candidate at all
+    omitted: int = 0  # candidates filled in after the named ones
+    invented: int = 0  # mentions that matched no candidate
+    duplicates: int = 0
+    raw_answers: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def seconds_per_user(self) -> float:
+        """Wall seconds of ranking per user."""
+        return self.seconds / self.users if self.users else float("nan")
+
+    @property
+    def tokens_per_user(self) -> float:
+        """Tokens the model processed per user: prompt (once) plus continuations or answer."""
+        return (self.prompt_tokens + self.completion_tokens) / self.users if self.users else float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        """Plain numbers for tables and results files."""
+        out = {k: getattr(self, k) for k in ("users", "seconds", "prompt_tokens", "completion_tokens",
+                                             "answers", "unparsed", "omitted", "invented", "duplicates")}
+        out.update(seconds_per_user=self.seconds_per_user, tokens_per_user=self.tokens_per_user)
+        return out
+
+
+class LLMRanker(Recommender):
+    """Zero-shot candidate ranking with a language model (see the module docstring).
+
+    ``titles`` maps internal item ids to display titles (see :func:`item_titles`).
+    """
+
+    def __init__(self, backend: LLMBackend, titles: Sequence[str], method: str = "likelihood",
+                 template: str = "sequential", max_history: int = 10, max_new_tokens: int = 80,
+                 shuffle: bool = True, seed: int = 0, shared_prefix: bool = True,
+                 progress: bool = False, keep_answers: bool = False) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown ranking method {method!r}; choose one of {METHODS}")
+        if template not in TEMPLATES:
+            raise ValueError(f"unknown prompt template {template!r}; choose one of {TEMPLATES}")
+        if max_history < 1:
+            raise ValueError(f"max_history must be at least 1, got {max_history}")
+        if method == "likelihood" and not backend.supports_likelihood:
+            raise LLMBackendError(f"backend {backend.name!r} cannot score likelihoods; "
+                                  f"use method='listwise' with it")
+        self.backend, self.titles = backend, list(titles)
+        self.method, self.template = method, template
+        self.max_history, self.max_new_tokens = max_history, max_new_tokens
+        self.shuffle, self.seed, self.shared_prefix = shuffle, seed, shared_prefix
+        self.progress, self.keep_answers = progress, keep_answers
+        self.stats = RankerStats()
+
+    @property
+    def name(self) -> str:
+        return f"LLMRanker[{self.method},{self.template}]"
+
+    def __repr__(self) -> str:
+        return f"{self.name}(backend={self.backend!r}, max_history={self.max_history})"
+
+    def fit(self, split: Any = None) -> "LLMRanker":
+        """Zero-shot: nothing to train."""
+        return self
+
+    def reset_stats(self) -> None:
+        """Start counting time, tokens and repairs afresh."""
+        self.stats = RankerStats()
+
+    # -------------------------------------------------------------- prompts
+    def prompt_order(self, history: Sequence[int], candidates: Sequence[int]) -> np.ndarray:
+        """The order (indices into ``candidates``) in which the prompt shows them."""
+        n = len(candidates)
+        if not self.shuffle:
+            return np.arange(n)
+        key = np.asarray(list(history)[-self.max_history:] + [-1] + list(candidates), np.int64)
+        rng = np.random.default_rng([self.seed, zlib.crc32(key.tobytes())])
+        return rng.permutation(n)
+
+    def messages(self, history: Sequence[int], candidates: Sequence[int],
+                 order: Sequence[int] | None = None) -> list[dict[str, str]]:
+        """The chat prompt for one user (``order`` as in :meth:`prompt_order`)."""
+        order = self.prompt_order(history, candidates) if order is None else np.asarray(order)
+        shown = [self.titles[int(i)] for i in list(history)[-self.max_history:]]
+        cands = [self.titles[int(candidates[k])] for k in order]
+        return build_messages(shown, cands, self.template, self.method)
+
+    # -------------------------------------------------------------- scoring
+    def score_user(self, history: Sequence[int], candidates: Sequence[int],
+                   order: Sequence[int] | None = None) -> np.ndarray:
+        """Scores (higher = better) of one user's candidates, in the candidates' order."""
+        history = _clean(history)
+        candidates = [int(c) for c in candidates]
+        order = self.prompt_order(history, candidates) if order is None else np.asarray(order)
+        if sorted(order.tolist()) != list(range(len(candidates))):
+            raise ValueError("order must be a permutation of range(len(candidates))")
+        messages = self.messages(history, candidates, order)
+        before = (self.backend.usage.prompt_tokens, self.backend.usage.completion_tokens)
+        start = time.perf_counter()
+        if self.method == "likelihood":
+            shown = [self.titles[candidates[k]] for k in order]
+            in_prompt_order = self.backend.score_continuations(messages, shown, self.shared_prefix)
+            scores = np.empty(len(candidates))
+            scores[order] = in_prompt_order
+        else:
+            scores = self._listwise(messages, candidates, order)
+        st = self.stats
+        st.seconds += time.perf_counter() - start
+        st.users += 1
+        st.prompt_tokens += self.backend.usage.prompt_tokens - before[0]
+        st.completion_tokens += self.backend.usage.completion_tokens - before[1]
+        return scores
+
+    def _listwise(self, messages: list[dict[str, str]], candidates: list[int],
+                  order: np.ndarray) -> np.ndarray:
+        answer = self.backend.chat(messages, max_new_tokens=self.max_new_tokens).text
+        shown = [self.titles[candidates[k]] for k in order]
+        parsed = parse_ranking(answer, len(candidates), shown)
+        st = self.stats
+        st.answers += 1
+        st.unparsed += int(not parsed.parsed)
+        st.omitted += parsed.missing
+        st.invented += parsed.invented
+        st.duplicates += parsed.duplicates
+        if self.keep_answers:
+            st.raw_answers.append(answer)
+        n = len(candidates)
+        scores = np.empty(n)
+        scores[order[parsed.order]] = np.arange(n, 0, -1, dtype=float)  # first named = n
+        return scores
+
+    def score_candidates(self, histories: Sequence[Sequence[int]],
+                         candidates: np.ndarray | Sequence[Sequence[int]]) -> torch.Tensor:
+        """Scores ``[n_users, n_candidates]`` (float64, higher = better) for each user's candidates."""
+        candidates = np.asarray(candidates)
+        if candidates.ndim != 2 or len(candidates) != len(histories):
+            raise ValueError(f"candidates must have shape [{len(histories)}, n_candidates], "
+                             f"got {candidates.shape}")
+        if len(candidates) == 0:
+            return torch.zeros(candidates.shape, dtype=torch.float64)
+        rows = zip((_clean(h) for h in histories), candidates)
+        if self.progress:
+            rows = tqdm(rows, total=len(candidates), desc=self.name, leave=False)
+        return torch.from_numpy(np.stack([self.score_user(h, c) for h, c in rows]))
+
+    def score(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Not available: an LLM ranks candidate lists, not the whole catalogue."""
+        raise NotImplementedError(f"{self.name} scores candidate lists only: use score_candidates")
+
+
+def _clean(history: Any) -> list[int]:
+    """A history as a list of item ids, padding (id 0) dropped."""
+    items = np.asarray(history.cpu() if hasattr(history, "cpu") else history).ravel()
+    return [int(i) for i in items if i != 0]
