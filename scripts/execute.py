@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=os.environ.get("RECNOTES_PROFILE", "full"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    # No progress bars in the published outputs (the kernel inherits this).
+    os.environ.setdefault("RECNOTES_PROGRESS", "0")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # also the bars of third-party loaders
     names = args.chapters or sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
     unknown = [n for n in names if not (ROOT / "notebooks" / f"{n}.md").is_file()]
     if unknown:

@@ -132,3 +132,23 @@ def test_pad_sequences_left_pads_and_keeps_the_latest(seqs, max_len):
 def test_pad_sequences_rejects_bad_length():
     with pytest.raises(ValueError, match="max_len"):
         pad_sequences([np.array([1])], 0)
+
+
+def test_select_users_keeps_items_and_each_users_data():
+    """A population of users keeps its own sequences and targets, and the item ids."""
+    from recnotes.data import Interactions, leave_one_out
+    import pandas as pd
+
+    frame = pd.DataFrame({"user": [5, 5, 5, 5, 7, 7, 7, 9, 9, 9, 9],
+                          "item": [10, 11, 12, 13, 11, 13, 14, 10, 14, 12, 11],
+                          "timestamp": [1, 2, 3, 4, 1, 2, 3, 4, 3, 2, 1]})
+    split = leave_one_out(Interactions.from_frame(frame))
+    sub = split.select_users(np.array([2, 0]))
+    assert sub.n_users == 2 and sub.n_items == split.n_items
+    for new, old in enumerate([2, 0]):
+        np.testing.assert_array_equal(sub.train[new], split.train[old])
+        assert sub.valid[new] == split.valid[old] and sub.test[new] == split.test[old]
+        np.testing.assert_array_equal(sub.data.sequences()[new], split.data.sequences()[old])
+    assert list(sub.data.user_ids) == [9, 5]
+    with pytest.raises(ValueError, match="distinct"):
+        split.select_users(np.array([0, 0]))

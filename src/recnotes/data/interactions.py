@@ -156,6 +156,18 @@ class Interactions:
         items = self.item_meta.iloc[1:].copy()
         return Interactions.from_frame(frame, items, name=name or self.name)
 
+    def select_users(self, users: np.ndarray) -> "Interactions":
+        """The interactions of some users, renumbered ``0 .. len(users)-1`` in the given
+        order; unlike :meth:`subset`, item ids and the catalogue stay as they are."""
+        users = np.asarray(users, dtype=np.int64)
+        new_id = np.full(self.n_users, -1, np.int64)
+        new_id[users] = np.arange(len(users))
+        keep = new_id[self.user] >= 0
+        return Interactions(user=new_id[self.user[keep]], item=self.item[keep],
+                            timestamp=self.timestamp[keep], rating=self.rating[keep],
+                            user_ids=self.user_ids[users], item_ids=self.item_ids,
+                            item_meta=self.item_meta, name=self.name)
+
     def filter(self, min_user: int = 1, min_item: int = 1, min_rating: float | None = None,
                iterate: bool = True) -> "Interactions":
         """Keep ratings >= ``min_rating``, then users with >= ``min_user`` and items

@@ -77,6 +77,18 @@ class Split:
         check_stage(stage)
         return self.valid if stage == "valid" else self.test
 
+    def select_users(self, users: np.ndarray) -> "Split":
+        """The same split restricted to some users (renumbered ``0 .. len(users)-1`` in the
+        given order), with the item ids and catalogue unchanged, so a model trained on one
+        population of users can be fine-tuned or evaluated on another."""
+        users = np.asarray(users, dtype=np.int64)
+        if users.ndim != 1 or len(users) == 0:
+            raise ValueError("select_users needs a non-empty 1-D array of user ids")
+        if users.min() < 0 or users.max() >= self.n_users or len(np.unique(users)) != len(users):
+            raise ValueError(f"user ids must be distinct and in 0..{self.n_users - 1}")
+        return Split(data=self.data.select_users(users), train=[self.train[u] for u in users],
+                     valid=self.valid[users], test=self.test[users], kind=self.kind)
+
     def train_matrix(self, stage: str = "valid") -> sp.csr_matrix:
         """Binary user x item matrix ``[n_users, n_items + 1]`` of ``histories(stage)``."""
         key = f"matrix_{stage}"

@@ -30,6 +30,7 @@ import torch
 
 from .. import assets
 from ..device import get_device
+from ..progress import hf_progress
 from .base import Recommender, check_histories
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +75,8 @@ def load_encoder(model: str | Path | None = None, device: str | torch.device | N
     else:
         source, local_only = str(model), not online
     try:
-        encoder = SentenceTransformer(source, device=str(device), local_files_only=local_only)
+        with hf_progress():
+            encoder = SentenceTransformer(source, device=str(device), local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise RuntimeError(
             f"sentence encoder {str(model)!r} is not available offline. Pass online=True (or set "

@@ -23,10 +23,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def glue(name: str, value: Any) -> Any:
-    """Glue ``value`` under ``name`` without displaying it; returns the plain value."""
+def glue(name: str, value: Any) -> None:
+    """Glue ``value`` under ``name`` without displaying it (returns nothing, so a cell
+    ending in ``glue(...)`` shows no output)."""
     from myst_nb import glue as _glue
 
-    value = plain(value)
-    _glue(name, value, display=False)
-    return value
+    _glue(name, plain(value), display=False)

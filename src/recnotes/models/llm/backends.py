@@ -23,6 +23,7 @@ import torch
 
 from ... import assets
 from ...device import get_device
+from ...progress import hf_progress
 from .likelihood import score_naive, score_shared_prefix
 
 __all__ = [
@@ -161,8 +162,9 @@ class HFBackend(LLMBackend):
         if gguf_file:
             kwargs["gguf_file"] = gguf_file
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            net = AutoModelForCausalLM.from_pretrained(source, **_dtype_kwarg(dtype), **kwargs)
+            with hf_progress():
+                tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+                net = AutoModelForCausalLM.from_pretrained(source, **_dtype_kwarg(dtype), **kwargs)
         except (OSError, ValueError) as err:
             if local_only and not Path(str(source)).exists():
                 raise LLMBackendError(

@@ -29,8 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ...progress import progress_bar
 from ..base import Recommender
 from .backends import LLMBackend, LLMBackendError
 from .prompts import TEMPLATES, build_messages, parse_ranking
@@ -194,7 +194,7 @@ class LLMRanker(Recommender):
             return torch.zeros(candidates.shape, dtype=torch.float64)
         rows = zip((_clean(h) for h in histories), candidates)
         if self.progress:
-            rows = tqdm(rows, total=len(candidates), desc=self.name, leave=False)
+            rows = progress_bar(rows, total=len(candidates), desc=self.name, leave=False)
         return torch.from_numpy(np.stack([self.score_user(h, c) for h, c in rows]))
 
     def score(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
