@@ -179,7 +179,7 @@ class HFBackend(LLMBackend):
             tokenizer.pad_token = tokenizer.eos_token
         return cls(net, tokenizer, name=name, device=device)
 
-    # --------------------------------------------------------------- helpers
+    # --------------------------------------------------------------- tokens
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` under this model's tokenizer."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

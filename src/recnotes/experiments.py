@@ -1,0 +1,225 @@
+"""Experiments: one ``Config`` dataclass per model, and a cached run.
+
+A config holds every choice of an experiment (hyper-parameters, ``seed``,
+``profile``) with the defaults tuned on ML-100K's validation split.  ``run``
+builds the data and the model, trains it, and stores a trained neural model
+under ``cache_dir()/experiments/<key>/`` (weights as safetensors, config and
+training history as JSON), keyed by the config, a fingerprint of the data and
+the recnotes version, so a chapter that asks for the same model loads it
+instead of training it again.  Classic models fit in seconds and are refitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .assets import cache_dir
+from .data import load_movielens
+from .data.splits import Split, leave_one_out
+from .models import EASE, GPTRec, ItemKNN, LSTM, Popularity, Random, Recommender
+from .models.base import SequenceRecommender
+from .profiles import get_profile
+from .train import TrainConfig
+
+__all__ = ["ExperimentConfig", "PopularityConfig", "RandomConfig", "ItemKNNConfig", "EASEConfig",
+           "LSTMConfig", "GPTRecConfig", "Run", "run", "load_split", "data_fingerprint",
+           "experiment_key", "CONFIGS"]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """What every experiment has: the dataset, a seed and the profile."""
+
+    dataset: str = "ml-100k"
+    seed: int = 0
+    profile: str = "full"
+
+    def build(self) -> Recommender:
+        """A fresh, unfitted model."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PopularityConfig(ExperimentConfig):
+    def build(self) -> Recommender:
+        return Popularity()
+
+
+@dataclass(frozen=True)
+class RandomConfig(ExperimentConfig):
+    def build(self) -> Recommender:
+        return Random(seed=self.seed)
+
+
+@dataclass(frozen=True)
+class ItemKNNConfig(ExperimentConfig):
+    k: int = 10  # tuned on validation NDCG@10 over k in 3..500, shrink in 0..100
+    shrink: float = 0.0
+
+    def build(self) -> Recommender:
+        return ItemKNN(k=self.k, shrink=self.shrink)
+
+
+@dataclass(frozen=True)
+class EASEConfig(ExperimentConfig):
+    l2: float = 100.0  # tuned on validation NDCG@10 over 10..2000
+
+    def build(self) -> Recommender:
+        return EASE(l2=self.l2)
+
+
+@dataclass(frozen=True)
+class NeuralConfig(ExperimentConfig):
+    """Training choices shared by the neural sequence models (see :class:`TrainConfig`)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    batch_size: int = 16
+    max_epochs: int = 40
+    decay_epochs: int = 40  # cosine decay over the whole run
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.05
+    patience: int = 10
+    smooth: float = 0.5  # stop on an exponential moving average of validation NDCG@10
+    eval_every: int = 1
+    window_stride: int | None = None  # overlapping training windows when < max_len
+
+    def train_config(self) -> TrainConfig:
+        """The trainer's settings; the profile caps the number of epochs."""
+        names = {f.name for f in fields(TrainConfig)}
+        values = {k: v for k, v in asdict(self).items() if k in names}
+        values["max_epochs"] = min(self.max_epochs, get_profile(self.profile).max_epochs)
+        return TrainConfig(**values)
+
+
+@dataclass(frozen=True)
+class LSTMConfig(NeuralConfig):
+    embedding_dim: int = 50
+    hidden: int = 100
+    n_layers: int = 2
+    max_len: int = 50
+    dropout: float = 0.2
+
+    def build(self) -> Recommender:
+        return LSTM(self.embedding_dim, self.hidden, self.n_layers, self.max_len, self.dropout,
+                    train_config=self.train_config())
+
+
+@dataclass(frozen=True)
+class GPTRecConfig(NeuralConfig):
+    dim: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.3
+    ffn_mult: int = 4
+    attn_dropout: float = 0.0
+
+    def build(self) -> Recommender:
+        return GPTRec(self.dim, self.n_layers, self.n_heads, self.max_len, self.dropout,
+                      self.ffn_mult, self.attn_dropout, train_config=self.train_config())
+
+
+#: the benchmark's models, in table order, with their tuned defaults
+CONFIGS: dict[str, type[ExperimentConfig]] = {
+    "Random": RandomConfig, "Popularity": PopularityConfig, "ItemKNN": ItemKNNConfig,
+    "EASE": EASEConfig, "LSTM": LSTMConfig, "GPTRec": GPTRecConfig,
+}
+
+
+@dataclass
+class Run:
+    """A fitted model and how it got there."""
+
+    config: ExperimentConfig
+    model: Recommender
+    split: Split
+    history: list[dict] = field(default_factory=list)  # per-epoch loss, valid NDCG@10, seconds
+    train_seconds: float = 0.0  # wall time of fit (of the original training when loaded)
+    cached: bool = False  # loaded from the experiment cache
+    path: Path | None = None
+
+    @property
+    def best_epoch(self) -> int | None:
+        scored = [h for h in self.history if h.get("monitor") is not None]
+        return max(scored, key=lambda h: h["monitor"])["epoch"] if scored else None
+
+    @property
+    def seconds_to_best(self) -> float | None:
+        """Training wall time up to and including the best validation epoch."""
+        best = self.best_epoch
+        return None if best is None else sum(h["seconds"] for h in self.history if h["epoch"] <= best)
+
+
+_SPLITS: dict[str, Split] = {}
+
+
+def load_split(dataset: str = "ml-100k") -> Split:
+    """The leave-one-out split of a MovieLens dataset (cached in memory)."""
+    if dataset not in _SPLITS:
+        _SPLITS[dataset] = leave_one_out(load_movielens(dataset))
+    return _SPLITS[dataset]
+
+
+def data_fingerprint(split: Split) -> str:
+    """sha256 over the split's training sequences and targets."""
+    h = hashlib.sha256(f"{split.kind}:{split.n_users}:{split.n_items}".encode())
+    for part in (*split.train, split.valid, split.test):
+        h.update(np.ascontiguousarray(part, np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def experiment_key(config: ExperimentConfig, split: Split) -> str:
+    """The cache key: config (with the profile in force), data and recnotes version."""
+    cfg = replace(config, profile=get_profile(config.profile).name)
+    blob = json.dumps({"model": type(config).__name__, "config": asdict(cfg),
+                       "data": data_fingerprint(split), "version": __version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run(config: ExperimentConfig, split: Split | None = None, *, cache: bool = True,
+        progress: bool = True, device: str | torch.device | None = None) -> Run:
+    """Fit the model of ``config`` (or load it from the experiment cache)."""
+    split = split if split is not None else load_split(config.dataset)
+    model = config.build()
+    if not isinstance(model, SequenceRecommender):
+        start = time.perf_counter()
+        model.fit(split)
+        return Run(config, model, split, train_seconds=time.perf_counter() - start)
+    folder = cache_dir() / "experiments" / experiment_key(config, split)
+    if cache and (folder / "model.safetensors").is_file() and (folder / "run.json").is_file():
+        meta = json.loads((folder / "run.json").read_text())
+        model.build(split.n_items)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        from .device import get_device
+
+        model.to(get_device(device)).eval()
+        return Run(config, model, split, meta["history"], meta["train_seconds"], True, folder)
+    start = time.perf_counter()
+    model.fit(split, checkpoint_dir=folder / "checkpoint" if cache else None,
+              progress=progress, device=device)
+    seconds = time.perf_counter() - start
+    result = Run(config, model, split, model.history, seconds, False, folder if cache else None)
+    if cache:
+        # an interrupted-and-resumed run reports the time of all its epochs
+        result.train_seconds = max(seconds, sum(h["seconds"] for h in model.history))
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(folder / "model.safetensors"))
+        (folder / "run.json").write_text(json.dumps({
+            "model": model.name, "config": asdict(config), "model_config": model.config(),
+            "history": model.history, "train_seconds": result.train_seconds,
+            "data": data_fingerprint(split), "recnotes_version": __version__}, indent=1))
+        shutil.rmtree(folder / "checkpoint", ignore_errors=True)
+    return result
