@@ -88,11 +88,36 @@ def execute(name: str, profile: str, seed: int) -> float:
     return time.perf_counter() - start
 
 
+def sync_prose(name: str) -> None:
+    """Copy the source's markdown into the executed notebook without re-running it.
+
+    Allowed only when the code cells are unchanged (outputs stay valid); an edit of
+    prose alone then does not cost a re-execution.
+    """
+    out = ROOT / "book" / f"{name}.ipynb"
+    with tempfile.TemporaryDirectory(prefix="recnotes-sync-") as tmp:
+        prepared = Path(tmp) / f"{name}.ipynb"
+        prepare(ROOT / "notebooks" / f"{name}.md", prepared)
+        src = nbformat.read(prepared, as_version=4)
+    nb = nbformat.read(out, as_version=4)
+    executed = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if [(c.cell_type, c.source) for c in executed if c.cell_type == "code"] != \
+            [(c.cell_type, c.source) for c in src.cells if c.cell_type == "code"] or \
+            [c.cell_type for c in executed] != [c.cell_type for c in src.cells]:
+        raise SystemExit(f"error: the code of {name} changed; execute it instead of syncing its prose")
+    for old, new in zip(executed, src.cells):
+        if old.cell_type == "markdown":
+            old.source = new.source
+    nbformat.write(nb, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("chapters", nargs="*", help="chapter names (default: all in notebooks/)")
     parser.add_argument("--profile", default=os.environ.get("RECNOTES_PROFILE", "full"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prose-only", action="store_true",
+                        help="only copy edited markdown into already executed notebooks (code unchanged)")
     args = parser.parse_args(argv)
     # No progress bars in the published outputs (the kernel inherits this).
     os.environ.setdefault("RECNOTES_PROGRESS", "0")
@@ -102,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: no chapter source notebooks/{unknown[0]}.md", file=sys.stderr)
         return 2
+    if args.prose_only:
+        for name in names:
+            sync_prose(name)
+            print(f"synced the prose of book/{name}.ipynb")
+        return 0
     for name in names:
         print(f"executing {name} (profile={args.profile}, seed={args.seed}) ...", flush=True)
         seconds = execute(name, args.profile, args.seed)

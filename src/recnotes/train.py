@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from .data.splits import pad_sequences
 from .device import autocast_dtype, get_device
+from .progress import progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data.splits import Split
@@ -183,7 +183,7 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
             history, best, bad, start = meta["history"], meta["best"], meta["bad"], meta["epoch"]
     steps_per_epoch = math.ceil(len(x_all) / cfg.batch_size)
     done = start >= cfg.max_epochs or bad >= cfg.patience
-    bar = tqdm(range(start, cfg.max_epochs), disable=not progress or done, desc=model.name, leave=False)
+    bar = progress_bar(range(start, cfg.max_epochs), disable=not progress or done, desc=model.name, leave=False)
     for epoch in bar if not done else []:
         t0 = time.perf_counter()
         model.train()
