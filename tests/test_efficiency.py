@@ -52,6 +52,8 @@ def test_measure_sees_time_and_a_large_allocation():
         del block
     assert m.seconds >= 0.05 and base.seconds >= 0.01
     assert m.peak_memory_mb - base.peak_memory_mb >= 150
+    assert 150 <= m.added_memory_mb <= m.peak_memory_mb  # the 200 MiB block, not the whole process
+    assert base.added_memory_mb < 100
 
 
 def test_meter_collects_the_design_metric_names():

@@ -42,6 +42,12 @@ class Measurement:
 
     seconds: float = math.nan
     peak_memory_mb: float = math.nan
+    start_memory_mb: float = math.nan  # the same gauge when the block began
+
+    @property
+    def added_memory_mb(self) -> float:
+        """How far memory rose above its level at the start of the block."""
+        return self.peak_memory_mb - self.start_memory_mb
 
 
 def _is_cuda(device: Any) -> bool:
@@ -63,9 +69,11 @@ def measure(device: torch.device | str | None = None, interval: float = 0.005) -
     if _is_cuda(device):
         torch.cuda.synchronize(torch.device(device))
         torch.cuda.reset_peak_memory_stats(torch.device(device))
+        m.start_memory_mb = torch.cuda.memory_allocated(torch.device(device)) / _MB
     else:
         proc = psutil.Process()
         peak[0] = proc.memory_info().rss
+        m.start_memory_mb = peak[0] / _MB
 
         def sample() -> None:
             while not stop.wait(interval):

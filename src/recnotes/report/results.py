@@ -92,9 +92,13 @@ def write_results(chapter: str, records: Iterable[Mapping[str, Any]],
 
 
 def read_results(chapter_or_path: str | Path) -> dict:
+    """The results file of a chapter (``"06_llm"``) or at a path, as written by :func:`write_results`."""
     p = Path(chapter_or_path)
     if not p.suffix:
         p = results_dir() / f"{p}.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"no results file {p}: execute chapter {p.stem} first "
+                                f"(python scripts/execute.py {p.stem})")
     return json.loads(p.read_text())
 
 
