@@ -11,6 +11,8 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch for the local environment (Colab brings its own torch).
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= full
+# Chapters executed at once (one lane per core; each chapter uses one PyTorch thread).
+JOBS ?= 2
 # Filter pip's noise about unreachable extra indexes, keep its errors.
 PIPQ := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 
@@ -22,7 +24,7 @@ ASSETS_STAMP := $(VENV)/.recnotes-assets
 help:
 	@echo "make book   # set up, execute every chapter (profile=$(PROFILE)), build _build/html"
 	@echo "make test   # set up, unit tests + notebook tests (profile ci)"
-	@echo "make execute [CHAPTERS='01_background'] [PROFILE=ci]   # only execute chapters into book/"
+	@echo "make execute [CHAPTERS='01_background'] [PROFILE=ci] [JOBS=2]   # only execute chapters into book/"
 	@echo "make html   # only build the HTML from the executed notebooks in book/"
 
 $(STAMP): pyproject.toml Makefile
@@ -41,7 +43,7 @@ assets: setup
 	$(BIN)/python -m recnotes.assets fetch
 
 execute: assets
-	$(BIN)/python scripts/execute.py --profile $(PROFILE) $(CHAPTERS)
+	$(BIN)/python scripts/execute.py --profile $(PROFILE) --jobs $(JOBS) $(CHAPTERS)
 
 html: setup
 	rm -rf _build/html

@@ -6,13 +6,22 @@ URL in ``_config.yml``, the one place it lives), and executed by papermill
 with the parameters ``profile`` and ``seed``.  The executed notebook, with
 its outputs, is written to ``book/``.
 
-    python scripts/execute.py [--profile full|ci|smoke] [--seed 0] [CHAPTER ...]
+With ``--jobs N`` (the Makefile's default is 2, one per core) chapters run in N
+parallel lanes, each its own process with ``--threads`` PyTorch threads (default
+1, also when sequential, so the book's numbers do not depend on the number of
+lanes).  A chapter starts once the chapters whose results it reads are done
+(``NEEDS``); the models several chapters load from the experiment cache are
+trained first, as tasks of their own (``python -m recnotes.experiments``), so a
+free lane trains them while another runs a long chapter.
+
+    python scripts/execute.py [--profile full|ci|smoke] [--seed 0] [--jobs 2] [CHAPTER ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +34,23 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 INJECTED_TAG = "recnotes-injected"
+
+#: What each chapter waits for in a parallel run: the chapters whose results files
+#: it reads, and ("train:MODEL:SEED") the trained models it loads from the cache.
+#: "SEED" stands for the --seed in force, "SEEDS" for every seed of the profile.
+NEEDS: dict[str, list[str]] = {
+    "02_concepts": ["train:GPTRec:SEED"],
+    "04_math": ["train:GPTRec:SEED"],
+    "05_code": ["train:LSTM:SEED", "train:GPTRec:SEED"],
+    # 06_llm needs GPTRec only after its LLM runs: it starts at once, and waits on the
+    # cache's lock if the model is still training then
+    "07_applications": ["06_llm", "train:LSTM:SEED", "train:GPTRec:SEED"],
+    "09_evaluation": ["06_llm", "train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
+    "10_outlook": ["train:GPTRec:SEED"],
+    "11_faq": ["05_code", "06_llm", "07_applications", "09_evaluation", "10_outlook"],
+}
+#: Which ready task a free lane takes first: the long ones that others wait for.
+PRIORITY = ["06_llm", "train:GPTRec", "train:LSTM", "10_outlook", "03_algorithms", "09_evaluation"]
 
 
 def repository() -> tuple[str, str]:
@@ -111,17 +137,105 @@ def sync_prose(name: str) -> None:
     nbformat.write(nb, out)
 
 
+def task_graph(names: list[str], profile: str, seed: int) -> dict[str, list[str]]:
+    """Tasks (the chapters ``names`` and the trainings they need) -> the tasks each waits for.
+
+    A chapter waits only for chapters that are in ``names`` (the others are taken as
+    already executed); tasks come in the order a free lane should take them.
+    """
+    from recnotes.profiles import get_profile
+
+    seeds = get_profile(profile).seeds
+    graph: dict[str, list[str]] = {}
+    for name in names:
+        deps = []
+        for need in NEEDS.get(name, []):
+            if need.startswith("train:"):
+                _, model, which = need.split(":")
+                for s in (seeds if which == "SEEDS" else (seed,)):
+                    graph.setdefault(f"train:{model}:{s}", [])
+                    deps.append(f"train:{model}:{s}")
+            elif need in names:
+                deps.append(need)
+        graph[name] = deps
+
+    def rank(task: str) -> tuple[int, str]:
+        hits = [i for i, p in enumerate(PRIORITY) if task == p or task.startswith(p + ":")]
+        return (hits[0] if hits else len(PRIORITY), task)
+
+    return {t: graph[t] for t in sorted(graph, key=rank)}
+
+
+def command(task: str, profile: str, seed: int, threads: int) -> list[str]:
+    if task.startswith("train:"):
+        _, model, s = task.split(":")
+        return [sys.executable, "-m", "recnotes.experiments", model, "--seed", s, "--profile", profile]
+    return [sys.executable, str(Path(__file__).resolve()), "--profile", profile, "--seed", str(seed),
+            "--jobs", "1", "--threads", str(threads), task]
+
+
+def run_parallel(names: list[str], profile: str, seed: int, jobs: int, threads: int) -> int:
+    """Run the chapters (and the trainings they need) in ``jobs`` lanes; 1 on any failure."""
+    graph = task_graph(names, profile, seed)
+    pending, running, done, took = list(graph), {}, set(), {}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="recnotes-lanes-") as tmp:
+        while pending or running:
+            while len(running) < jobs:
+                ready = next((t for t in pending if all(d in done for d in graph[t])), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                log = open(Path(tmp) / ready.replace(":", "_"), "w+")
+                proc = subprocess.Popen(command(ready, profile, seed, threads), stdout=log,
+                                        stderr=subprocess.STDOUT, cwd=ROOT)
+                running[ready] = (proc, log, time.perf_counter())
+                print(f"[{time.perf_counter() - start:6.0f} s] start {ready}", flush=True)
+            if not running:
+                print(f"error: tasks wait on each other: {pending}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+            for task, (proc, log, t0) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[task]
+                took[task] = time.perf_counter() - t0
+                log.seek(0)
+                output = log.read()
+                log.close()
+                if proc.returncode != 0:
+                    print(output[-20000:], file=sys.stderr)
+                    print(f"error: {task} failed (exit {proc.returncode}); stopping the other lanes",
+                          file=sys.stderr)
+                    for other, *_ in running.values():
+                        other.terminate()
+                    for other, *_ in running.values():
+                        other.wait()
+                    return 1
+                done.add(task)
+                print(f"[{time.perf_counter() - start:6.0f} s] done  {task} in {took[task]:.0f} s", flush=True)
+    print(f"executed {len(names)} chapter(s) in {time.perf_counter() - start:.0f} s with {jobs} lanes "
+          f"of {threads} PyTorch thread(s)", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("chapters", nargs="*", help="chapter names (default: all in notebooks/)")
     parser.add_argument("--profile", default=os.environ.get("RECNOTES_PROFILE", "full"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="chapters executed in parallel (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch threads of each chapter's kernel (default 1)")
     parser.add_argument("--prose-only", action="store_true",
                         help="only copy edited markdown into already executed notebooks (code unchanged)")
     args = parser.parse_args(argv)
     # No progress bars in the published outputs (the kernel inherits this).
     os.environ.setdefault("RECNOTES_PROGRESS", "0")
     os.environ.setdefault("TQDM_DISABLE", "1")  # also the bars of third-party loaders
+    # every kernel and training process (they inherit the environment) uses this many threads
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
     names = args.chapters or sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
     unknown = [n for n in names if not (ROOT / "notebooks" / f"{n}.md").is_file()]
     if unknown:
@@ -132,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             sync_prose(name)
             print(f"synced the prose of book/{name}.ipynb")
         return 0
+    if args.jobs < 1 or args.threads < 1:
+        print("error: --jobs and --threads must be >= 1", file=sys.stderr)
+        return 2
+    if args.jobs > 1:
+        return run_parallel(names, args.profile, args.seed, args.jobs, args.threads)
     for name in names:
         print(f"executing {name} (profile={args.profile}, seed={args.seed}) ...", flush=True)
         seconds = execute(name, args.profile, args.seed)

@@ -165,3 +165,32 @@ def test_experiment_cache_loads_the_trained_model(tmp_path, monkeypatch):
     third = run(GPTRecConfig(dim=16, n_layers=1, n_heads=2, max_len=12, batch_size=16, profile="smoke",
                              seed=1), split, progress=False)
     assert not third.cached and third.path != first.path
+
+
+def _run_cached(cache: str, queue) -> None:
+    import os
+
+    os.environ["RECNOTES_CACHE"] = cache
+    torch.set_num_threads(1)
+    from recnotes.experiments import GPTRecConfig, run
+
+    cfg = GPTRecConfig(dim=16, n_layers=1, n_heads=2, max_len=12, batch_size=16, profile="smoke")
+    r = run(cfg, cycle_split(), progress=False)
+    queue.put((r.cached, r.model.score(cycle_split().histories("test")).numpy()))
+
+
+def test_two_processes_asking_for_one_model_train_it_once(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_run_cached, args=(str(tmp_path), queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    out = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sorted(cached for cached, _ in out) == [False, True]  # one trained, the other waited and loaded
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+

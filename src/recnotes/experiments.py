@@ -15,12 +15,18 @@ import hashlib
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from . import __version__
 from .assets import cache_dir
@@ -188,9 +194,29 @@ def experiment_key(config: ExperimentConfig, split: Split) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@contextmanager
+def _locked(folder: Path):
+    """Hold an exclusive lock on ``folder`` (a sibling ``.lock`` file) while the block runs, so
+    two processes that ask for the same model (chapters executed in parallel) train it once."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover - no advisory locks on this platform
+        yield
+        return
+    with open(folder.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run(config: ExperimentConfig, split: Split | None = None, *, cache: bool = True,
         progress: bool = True, device: str | torch.device | None = None) -> Run:
-    """Fit the model of ``config`` (or load it from the experiment cache)."""
+    """Fit the model of ``config`` (or load it from the experiment cache).
+
+    A neural model is trained at most once per cache: a second process asking for the
+    same experiment while it trains waits for it and then loads it.
+    """
     split = split if split is not None else load_split(config.dataset)
     model = config.build()
     if not isinstance(model, SequenceRecommender):
@@ -198,7 +224,15 @@ def run(config: ExperimentConfig, split: Split | None = None, *, cache: bool = T
         model.fit(split)
         return Run(config, model, split, train_seconds=time.perf_counter() - start)
     folder = cache_dir() / "experiments" / experiment_key(config, split)
-    if cache and (folder / "model.safetensors").is_file() and (folder / "run.json").is_file():
+    if not cache:
+        return _fit(config, model, split, None, progress, device)
+    with _locked(folder):
+        return _load_or_fit(config, model, split, folder, progress, device)
+
+
+def _load_or_fit(config: ExperimentConfig, model: SequenceRecommender, split: Split, folder: Path,
+                 progress: bool, device) -> Run:
+    if (folder / "model.safetensors").is_file() and (folder / "run.json").is_file():
         meta = json.loads((folder / "run.json").read_text())
         model.build(split.n_items)
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
@@ -206,20 +240,49 @@ def run(config: ExperimentConfig, split: Split | None = None, *, cache: bool = T
 
         model.to(get_device(device)).eval()
         return Run(config, model, split, meta["history"], meta["train_seconds"], True, folder)
-    start = time.perf_counter()
-    model.fit(split, checkpoint_dir=folder / "checkpoint" if cache else None,
-              progress=progress, device=device)
-    seconds = time.perf_counter() - start
-    result = Run(config, model, split, model.history, seconds, False, folder if cache else None)
-    if cache:
-        # an interrupted-and-resumed run reports the time of all its epochs
-        result.train_seconds = max(seconds, sum(h["seconds"] for h in model.history))
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(folder / "model.safetensors"))
-        (folder / "run.json").write_text(json.dumps({
-            "model": model.name, "config": asdict(config), "model_config": model.config(),
-            "history": model.history, "train_seconds": result.train_seconds,
-            "data": data_fingerprint(split), "recnotes_version": __version__}, indent=1))
-        shutil.rmtree(folder / "checkpoint", ignore_errors=True)
+    result = _fit(config, model, split, folder, progress, device)
+    # an interrupted-and-resumed run reports the time of all its epochs
+    result.train_seconds = max(result.train_seconds, sum(h["seconds"] for h in model.history))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(folder / "model.safetensors"))
+    (folder / "run.json").write_text(json.dumps({
+        "model": model.name, "config": asdict(config), "model_config": model.config(),
+        "history": model.history, "train_seconds": result.train_seconds,
+        "data": data_fingerprint(split), "recnotes_version": __version__}, indent=1))
+    shutil.rmtree(folder / "checkpoint", ignore_errors=True)
     return result
+
+
+def _fit(config: ExperimentConfig, model: SequenceRecommender, split: Split, folder: Path | None,
+         progress: bool, device) -> Run:
+    """Train ``model``, checkpointing into ``folder`` when given."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model.fit(split, checkpoint_dir=folder / "checkpoint" if folder is not None else None,
+              progress=progress, device=device)
+    return Run(config, model, split, model.history, time.perf_counter() - start, False, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m recnotes.experiments MODEL [--seed S] [--profile P]``: train a model of
+    ``CONFIGS`` with its defaults into the experiment cache (nothing to do when cached)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m recnotes.experiments", description=main.__doc__.split("\n")[0])
+    parser.add_argument("model", choices=[n for n, c in CONFIGS.items() if issubclass(c, NeuralConfig)])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default=None, help="full | ci | smoke (default: $RECNOTES_PROFILE or full)")
+    parser.add_argument("--dataset", default="ml-100k")
+    args = parser.parse_args(argv)
+    from .profiles import resolve_profile
+
+    config = CONFIGS[args.model](dataset=args.dataset, seed=args.seed, profile=resolve_profile(args.profile))
+    result = run(config, progress=False)
+    print(f"{args.model} seed {args.seed} ({config.profile}): "
+          f"{'loaded from' if result.cached else f'trained in {result.train_seconds:.0f} s into'} {result.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""scripts/execute.py's parallel lanes: what waits for what."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("execute", ROOT / "scripts" / "execute.py")
+execute = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(execute)
+CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_a_chapter_that_reads_another_chapters_results_waits_for_it(name):
+    text = (ROOT / "notebooks" / f"{name}.md").read_text()
+    read = {c for c in CHAPTERS if c != name and re.search(rf"[\"']{c}[\"']", text)}
+    assert read <= set(execute.NEEDS.get(name, [])), f"{name} reads {sorted(read)}: list them in NEEDS"
+
+
+def test_needs_name_existing_chapters_and_models():
+    from recnotes.experiments import CONFIGS
+
+    for name, needs in execute.NEEDS.items():
+        assert name in CHAPTERS
+        for need in needs:
+            if need.startswith("train:"):
+                _, model, which = need.split(":")
+                assert model in CONFIGS and which in ("SEED", "SEEDS")
+            else:
+                assert need in CHAPTERS
+
+
+def test_graph_orders_tasks_after_what_they_wait_for():
+    graph = execute.task_graph(CHAPTERS, "full", seed=0)
+    assert set(graph["09_evaluation"]) == {"06_llm"} | {f"train:{m}:{s}" for m in ("LSTM", "GPTRec") for s in (0, 1, 2)}
+    assert set(CHAPTERS) <= set(graph)
+    seen = set()
+    for task in graph:  # the listed order alone is a valid sequential order
+        assert set(graph[task]) <= seen, task
+        seen.add(task)
+    assert list(graph)[:2] == ["06_llm", "train:GPTRec:0"]  # the longest chapter and the shared models first
+
+
+def test_graph_ignores_chapters_not_selected():
+    graph = execute.task_graph(["09_evaluation"], "ci", seed=3)
+    assert graph["09_evaluation"] == ["train:LSTM:0", "train:GPTRec:0"]  # ci profile: seed 0 only
+    assert set(graph) == {"09_evaluation", "train:LSTM:0", "train:GPTRec:0"}
