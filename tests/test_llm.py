@@ -4,6 +4,7 @@ reference, prompt templates, list-wise answer parsing, and the bias probes."""
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -23,8 +24,8 @@ torch.set_num_threads(1)
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def backend() -> HFBackend:
-    """The pinned offline model, loaded once for the module (about 15 s)."""
-    return HFBackend.from_pretrained(device="cpu")
+    """The pinned offline model in float32 (exact comparisons below), loaded once (about 15 s)."""
+    return HFBackend.from_pretrained(device="cpu", dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +63,42 @@ class ScriptedBackend(LLMBackend):
 
 
 # -------------------------------------------------------------- the model
+def test_default_dtype_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
+    from recnotes.device import inference_dtype, native_cpu_bf16
+
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    assert native_cpu_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    monkeypatch.delenv("RECNOTES_LLM_DTYPE", raising=False)
+    assert inference_dtype(torch.device("cpu")) == (torch.bfloat16 if native_cpu_bf16() else torch.float32)
+    assert inference_dtype(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setenv("RECNOTES_LLM_DTYPE", "float32")
+    assert inference_dtype(torch.device("cuda")) == torch.float32
+    monkeypatch.setenv("RECNOTES_LLM_DTYPE", "half")
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        inference_dtype(torch.device("cpu"))
+
+
+def test_bf16_ranks_like_float32(backend, titles):
+    """The default on a bf16-capable CPU changes scores only slightly: same order, nearly."""
+    bf16 = HFBackend(copy.deepcopy(backend.model).to(torch.bfloat16), backend.tokenizer, name="bf16",
+                     device=torch.device("cpu"))
+    hist, cands = np.array([1, 50, 100, 181]), np.arange(200, 210)
+
+    def scores(b):
+        ranker = LLMRanker(b, titles, method="likelihood", shuffle=False)
+        return ranker.score_candidates([hist], cands[None]).float().numpy()[0]
+
+    low, full = scores(bf16), scores(backend)
+    assert np.abs(low - full).max() < 0.15
+    from scipy.stats import spearmanr
+
+    assert spearmanr(low, full)[0] > 0.9
+
+
 def test_offline_default_is_the_pinned_smollm2(backend):
     n_params = sum(p.numel() for p in backend.model.parameters())
     assert 130e6 < n_params < 140e6  # SmolLM2-135M
-    assert next(backend.model.parameters()).dtype == torch.float32  # CPU: full precision
+    assert next(backend.model.parameters()).dtype == torch.float32  # as asked
     ids = backend.prompt_ids([{"role": "user", "content": "Hello"}])
     text = backend.tokenizer.decode(ids)
     assert text.rstrip().endswith("assistant")  # the prompt opens the assistant's turn

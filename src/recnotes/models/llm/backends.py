@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ... import assets
-from ...device import get_device
+from ...device import get_device, inference_dtype
 from ...progress import hf_progress
 from .likelihood import score_naive, score_shared_prefix
 
@@ -144,14 +144,15 @@ class HFBackend(LLMBackend):
         ``model=None`` is the pinned offline GGUF asset; otherwise a local folder or
         a Hugging Face model id.  Offline (the default; ``online=True`` or
         ``RECNOTES_ONLINE=1`` to download) only local files are read.  ``dtype``
-        defaults to bf16 on CUDA and float32 elsewhere.
+        defaults to :func:`recnotes.device.inference_dtype`: bf16 on CUDA and on CPUs
+        that compute in bf16 natively, float32 elsewhere.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         online = (not _offline_default()) if online is None else online
         device = get_device(device)
         if dtype is None:
-            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+            dtype = inference_dtype(device)
         if model is None or str(model) == DEFAULT_MODEL:
             source: str | Path = assets.fetch(DEFAULT_MODEL, quiet=True)
             gguf_file, name, local_only = gguf_file or _DEFAULT_GGUF, "SmolLM2-135M-Instruct-Q4_1", True
