@@ -167,7 +167,7 @@ def test_experiment_cache_loads_the_trained_model(tmp_path, monkeypatch):
     assert not third.cached and third.path != first.path
 
 
-def _run_cached(cache: str, queue) -> None:
+def _run_cached(cache: str, barrier, queue) -> None:
     import os
 
     os.environ["RECNOTES_CACHE"] = cache
@@ -175,16 +175,18 @@ def _run_cached(cache: str, queue) -> None:
     from recnotes.experiments import GPTRecConfig, run
 
     cfg = GPTRecConfig(dim=16, n_layers=1, n_heads=2, max_len=12, batch_size=16, profile="smoke")
-    r = run(cfg, cycle_split(), progress=False)
-    queue.put((r.cached, r.model.score(cycle_split().histories("test")).numpy()))
+    split = cycle_split()
+    barrier.wait()  # both ask at the same moment: without the lock, both would train
+    r = run(cfg, split, progress=False)
+    queue.put((r.cached, r.model.score(split.histories("test")).numpy()))
 
 
 def test_two_processes_asking_for_one_model_train_it_once(tmp_path):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_run_cached, args=(str(tmp_path), queue)) for _ in range(2)]
+    queue, barrier = ctx.Queue(), ctx.Barrier(2)
+    procs = [ctx.Process(target=_run_cached, args=(str(tmp_path), barrier, queue)) for _ in range(2)]
     for p in procs:
         p.start()
     out = [queue.get(timeout=120) for _ in procs]
