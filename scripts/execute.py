@@ -177,7 +177,7 @@ def command(task: str, profile: str, seed: int, threads: int) -> list[str]:
 def run_parallel(names: list[str], profile: str, seed: int, jobs: int, threads: int) -> int:
     """Run the chapters (and the trainings they need) in ``jobs`` lanes; 1 on any failure."""
     graph = task_graph(names, profile, seed)
-    pending, running, done, took = list(graph), {}, set(), {}
+    pending, running, done = list(graph), {}, set()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recnotes-lanes-") as tmp:
         while pending or running:
@@ -199,7 +199,7 @@ def run_parallel(names: list[str], profile: str, seed: int, jobs: int, threads: 
                 if proc.poll() is None:
                     continue
                 del running[task]
-                took[task] = time.perf_counter() - t0
+                took = time.perf_counter() - t0
                 log.seek(0)
                 output = log.read()
                 log.close()
@@ -213,7 +213,7 @@ def run_parallel(names: list[str], profile: str, seed: int, jobs: int, threads: 
                         other.wait()
                     return 1
                 done.add(task)
-                print(f"[{time.perf_counter() - start:6.0f} s] done  {task} in {took[task]:.0f} s", flush=True)
+                print(f"[{time.perf_counter() - start:6.0f} s] done  {task} in {took:.0f} s", flush=True)
     print(f"executed {len(names)} chapter(s) in {time.perf_counter() - start:.0f} s with {jobs} lanes "
           f"of {threads} PyTorch thread(s)", flush=True)
     return 0

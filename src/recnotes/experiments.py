@@ -34,7 +34,7 @@ from .data import load_movielens
 from .data.splits import Split, leave_one_out
 from .models import EASE, GPTRec, ItemKNN, LSTM, Popularity, Random, Recommender
 from .models.base import SequenceRecommender
-from .profiles import get_profile
+from .profiles import get_profile, resolve_profile
 from .train import TrainConfig
 
 __all__ = ["ExperimentConfig", "PopularityConfig", "RandomConfig", "ItemKNNConfig", "EASEConfig",
@@ -275,8 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=None, help="full | ci | smoke (default: $RECNOTES_PROFILE or full)")
     parser.add_argument("--dataset", default="ml-100k")
     args = parser.parse_args(argv)
-    from .profiles import resolve_profile
-
     config = CONFIGS[args.model](dataset=args.dataset, seed=args.seed, profile=resolve_profile(args.profile))
     result = run(config, progress=False)
     print(f"{args.model} seed {args.seed} ({config.profile}): "
