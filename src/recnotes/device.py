@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import platform
 import re
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-__all__ = ["get_device", "autocast_dtype", "describe_device", "native_cpu_bf16", "inference_dtype"]
+__all__ = ["get_device", "autocast_dtype", "describe_device", "native_cpu_bf16", "inference_dtype",
+           "training_dtype", "keep_freed_memory"]
 
 
 def get_device(prefer: str | torch.device | None = None) -> torch.device:
@@ -53,6 +57,40 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     device = torch.device(device)
     native = device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
     return torch.bfloat16 if native else torch.float32
+
+
+def training_dtype(device: torch.device) -> torch.dtype:
+    """The precision of the output layer's matrix products in training (the largest ones):
+    bf16 on CUDA and on CPUs with native bf16 (about 3.5 times faster than float32 for that
+    layer on one such core), float32 elsewhere.  ``$RECNOTES_TRAIN_DTYPE`` overrides it."""
+    forced = os.environ.get("RECNOTES_TRAIN_DTYPE")
+    if forced:
+        if forced not in ("float32", "bfloat16"):
+            raise ValueError(f"RECNOTES_TRAIN_DTYPE must be float32 or bfloat16, not {forced!r}")
+        return getattr(torch, forced)
+    device = torch.device(device)
+    native = device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
+    return torch.bfloat16 if native else torch.float32
+
+
+@lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed blocks of up to 32 MB in the process (Linux only).
+
+    By default glibc serves large blocks with fresh pages from the kernel and gives them
+    back when they are freed, so every training step pays page faults again for its
+    activations and logits; keeping them cut a GPTRec epoch on one CPU core by about a
+    fifth.  Returns whether the setting took effect (False on other platforms).
+    """
+    if platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+                    and libc.mallopt(m_trim_threshold, 256 * 1024 * 1024))
+    except (OSError, AttributeError):
+        return False
 
 
 def describe_device(device: torch.device) -> str:

@@ -2,8 +2,10 @@
 
 Each user's training sequence is read once per epoch and every position
 predicts its next item (shifted targets, padding ignored) with a full-softmax
-cross-entropy over the catalogue.  Seeded, device-agnostic (bf16 autocast on
-CUDA only), AdamW with linear warm-up then cosine decay, early stopping on
+cross-entropy over the catalogue, computed by the fused output layer of
+:mod:`recnotes.models.kernels` (its products in bf16 on CUDA and on CPUs that
+multiply bf16 natively, float32 elsewhere).  Seeded, device-agnostic (bf16
+autocast of the whole model on CUDA), AdamW with linear warm-up then cosine decay, early stopping on
 validation NDCG@10 with patience, best weights restored, and a checkpoint
 (safetensors + JSON) after every epoch from which an interrupted run resumes.
 """
@@ -20,11 +22,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .data.splits import pad_sequences
-from .device import autocast_dtype, get_device
+from .device import autocast_dtype, get_device, keep_freed_memory, training_dtype
+from .models.kernels import linear_cross_entropy, using_reference
 from .progress import progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,15 +160,20 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
     cfg = cfg or TrainConfig()
     seed_everything(cfg.seed)
     device = get_device(device)
+    if device.type == "cpu":
+        keep_freed_memory()
     model.to(device)
     x_all, y_all = training_windows(split.train, model.max_len, cfg.window_stride)
     lengths = (x_all != 0).sum(1)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    # the fused AdamW kernel (one call for all parameters) where PyTorch has it for the device
+    fused = device.type in ("cpu", "cuda") and not using_reference()
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, fused=fused or None)
     gen = torch.Generator().manual_seed(cfg.seed)
     amp = autocast_dtype(device)
+    head_dtype = training_dtype(device)
     history: list[dict] = []
     best, best_state, bad, start = -math.inf, None, 0, 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -197,8 +204,9 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
             y = y_all[idx, -width:].to(device)
             where = y != 0
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                logits = model.logits_at(x, where)
-            loss = F.cross_entropy(logits.float(), y[where])
+                h = model.hidden_at(x, where)
+            weight, bias = model.output_layer()
+            loss = linear_cross_entropy(h, weight, bias, y[where], head_dtype)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

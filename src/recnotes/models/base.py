@@ -133,6 +133,16 @@ class SequenceRecommender(Recommender, torch.nn.Module):
         """Logits at the last position only ``[b, n_items + 1]``."""
         return self(seqs)[:, -1, :]
 
+    def hidden_at(self, seqs: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """The last hidden states ``[n, d]`` at the positions where ``where`` is True (training);
+        the logits there are ``hidden_at @ weight.T + bias`` with :meth:`output_layer`."""
+        raise NotImplementedError
+
+    def output_layer(self) -> tuple[torch.Tensor, "torch.Tensor | None"]:
+        """The output layer's ``(weight [n_items + 1, d], bias or None)``."""
+        raise NotImplementedError
+
     def logits_at(self, seqs: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """Logits ``[n, n_items + 1]`` at the positions where ``where`` is True (training)."""
-        return self(seqs)[where]
+        """Logits ``[n, n_items + 1]`` at the positions where ``where`` is True."""
+        weight, bias = self.output_layer()
+        return torch.nn.functional.linear(self.hidden_at(seqs, where), weight, bias)

@@ -25,6 +25,7 @@ from torch import nn
 from ..data.interactions import PAD
 from ..data.splits import pad_sequences
 from .base import SequenceRecommender, check_histories
+from .kernels import Dropout
 
 __all__ = ["GPTRec", "ItemPositionEmbedding", "CausalSelfAttention", "FeedForward", "Block"]
 
@@ -36,7 +37,7 @@ class ItemPositionEmbedding(nn.Module):
         super().__init__()
         self.item = nn.Embedding(n_items + 1, dim, padding_idx=PAD)
         self.position = nn.Embedding(max_len, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         """``[b, L]`` left-padded item ids -> ``[b, L, dim]``.
@@ -72,7 +73,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.attn_dropout = attn_dropout  # on the weights; > 0 rules out fused kernels on the CPU
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[b, L, dim]`` -> Q, K, V each ``[b, heads, L, head_dim]``."""
@@ -111,7 +112,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
@@ -203,9 +204,13 @@ class GPTRec(SequenceRecommender):
         """Logits at the last position only (skips the output layer elsewhere)."""
         return self.hidden(seqs)[:, -1, :] @ self.embedding.item.weight.T
 
-    def logits_at(self, seqs: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """Logits ``[n, n_items + 1]`` at the positions where ``where`` is True (training)."""
-        return self.hidden(seqs)[where] @ self.embedding.item.weight.T
+    def hidden_at(self, seqs: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Final hidden states ``[n, dim]`` at the positions where ``where`` is True (training)."""
+        return self.hidden(seqs)[where]
+
+    def output_layer(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output weight (the item embedding matrix, tied) and no bias."""
+        return self.embedding.item.weight, None
 
     @torch.no_grad()
     def recommend(self, history: Sequence[int], k: int = 10) -> np.ndarray:
