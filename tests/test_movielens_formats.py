@@ -120,3 +120,29 @@ def test_not_a_movielens_folder(tmp_path):
     (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n")
     with pytest.raises(ValueError, match="is not a MovieLens folder"):
         read_grouplens(tmp_path)
+
+
+def test_a_malformed_line_is_reported_with_its_file_and_line(ml100k_folder):
+    from recnotes.data.movielens import DataFormatError
+
+    (ml100k_folder / "u.data").write_text("196\t242\t3\t881250949\n\n186\t302\tthree\t891717742\n")
+    with pytest.raises(DataFormatError) as err:
+        read_grouplens(ml100k_folder)
+    message = str(err.value)
+    assert str(ml100k_folder / "u.data") in message and "line 3" in message and "three" in message
+
+
+def test_a_line_with_too_many_fields_is_reported(ml1m_folder):
+    from recnotes.data.movielens import DataFormatError
+
+    (ml1m_folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109::9\n")
+    with pytest.raises(DataFormatError, match=r"ratings\.dat.*line 2"):
+        read_grouplens(ml1m_folder)
+
+
+def test_a_fractional_user_id_is_reported(ml100k_folder):
+    from recnotes.data.movielens import DataFormatError
+
+    (ml100k_folder / "u.data").write_text("196\t242\t3\t881250949\n1.5\t302\t3\t891717742\n")
+    with pytest.raises(DataFormatError, match="line 2.*'user'"):
+        read_grouplens(ml100k_folder)

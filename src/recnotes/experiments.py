@@ -7,6 +7,11 @@ under ``cache_dir()/experiments/<key>/`` (weights as safetensors, config and
 training history as JSON), keyed by the config, a fingerprint of the data and
 the recnotes version, so a chapter that asks for the same model loads it
 instead of training it again.  Classic models fit in seconds and are refitted.
+
+Entries are written atomically (a temporary file, then a rename; ``run.json``
+last, with the SHA-256 of the weights) and verified when loaded: an entry that
+cannot be read or does not match its checksum is moved aside (to
+``<key>.broken-<time>``), named in one line on stderr, and trained again.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from .data.splits import Split, leave_one_out
 from .models import EASE, GPTRec, ItemKNN, LSTM, Popularity, Random, Recommender
 from .models.base import SequenceRecommender
 from .profiles import get_profile, resolve_profile
+from .safeio import file_sha256, move_aside, write_atomic
 from .train import TrainConfig
 
 __all__ = ["ExperimentConfig", "PopularityConfig", "RandomConfig", "ItemKNNConfig", "EASEConfig",
@@ -186,11 +192,21 @@ def data_fingerprint(split: Split) -> str:
     return h.hexdigest()
 
 
-def experiment_key(config: ExperimentConfig, split: Split) -> str:
-    """The cache key: config (with the profile in force), data and recnotes version."""
+#: bumped when training changes what a config produces (2: the fused kernels of models.kernels)
+TRAINER_REVISION = 2
+
+
+def experiment_key(config: ExperimentConfig, split: Split, device: str | torch.device | None = None) -> str:
+    """The cache key: config (with the profile in force), data, recnotes version, the trainer's
+    revision, its kernels (fast, or the plain PyTorch reference) and its output-layer precision."""
+    from .device import get_device, training_dtype
+    from .models.kernels import using_reference
+
     cfg = replace(config, profile=get_profile(config.profile).name)
     blob = json.dumps({"model": type(config).__name__, "config": asdict(cfg),
-                       "data": data_fingerprint(split), "version": __version__}, sort_keys=True)
+                       "data": data_fingerprint(split), "version": __version__,
+                       "trainer": TRAINER_REVISION, "kernels": "reference" if using_reference() else "fast",
+                       "train_dtype": str(training_dtype(get_device(device)))}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -223,32 +239,54 @@ def run(config: ExperimentConfig, split: Split | None = None, *, cache: bool = T
         start = time.perf_counter()
         model.fit(split)
         return Run(config, model, split, train_seconds=time.perf_counter() - start)
-    folder = cache_dir() / "experiments" / experiment_key(config, split)
+    folder = cache_dir() / "experiments" / experiment_key(config, split, device)
     if not cache:
         return _fit(config, model, split, None, progress, device)
     with _locked(folder):
         return _load_or_fit(config, model, split, folder, progress, device)
 
 
+def _load_entry(config: ExperimentConfig, model: SequenceRecommender, split: Split, folder: Path,
+                device) -> Run | None:
+    """The cached run in ``folder``, or None when there is none (a broken one is moved aside)."""
+    meta_path, weights = folder / "run.json", folder / "model.safetensors"
+    if not meta_path.is_file():
+        return None  # never finished (an interrupted run resumes from folder/checkpoint)
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = meta["model_sha256"]
+        if not weights.is_file():
+            raise ValueError("model.safetensors is missing")
+        if file_sha256(weights) != expected:
+            raise ValueError("model.safetensors does not match the checksum in run.json")
+        model.build(split.n_items)
+        model.load_state_dict(load_file(str(weights)))
+        history, seconds = meta["history"], float(meta["train_seconds"])
+    except Exception as err:  # noqa: BLE001 - any unreadable entry is retrained
+        move_aside(folder, f"the cached {model.name}", f"{type(err).__name__}: {err}")
+        return None
+    from .device import get_device
+
+    model.to(get_device(device)).eval()
+    return Run(config, model, split, history, seconds, True, folder)
+
+
 def _load_or_fit(config: ExperimentConfig, model: SequenceRecommender, split: Split, folder: Path,
                  progress: bool, device) -> Run:
-    if (folder / "model.safetensors").is_file() and (folder / "run.json").is_file():
-        meta = json.loads((folder / "run.json").read_text())
-        model.build(split.n_items)
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        from .device import get_device
-
-        model.to(get_device(device)).eval()
-        return Run(config, model, split, meta["history"], meta["train_seconds"], True, folder)
+    cached = _load_entry(config, model, split, folder, device)
+    if cached is not None:
+        return cached
     result = _fit(config, model, split, folder, progress, device)
     # an interrupted-and-resumed run reports the time of all its epochs
     result.train_seconds = max(result.train_seconds, sum(h["seconds"] for h in model.history))
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(folder / "model.safetensors"))
-    (folder / "run.json").write_text(json.dumps({
-        "model": model.name, "config": asdict(config), "model_config": model.config(),
-        "history": model.history, "train_seconds": result.train_seconds,
-        "data": data_fingerprint(split), "recnotes_version": __version__}, indent=1))
+    weights = folder / "model.safetensors"
+    write_atomic(weights, lambda tmp: save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)))
+    meta = {"model": model.name, "config": asdict(config), "model_config": model.config(),
+            "history": model.history, "train_seconds": result.train_seconds,
+            "data": data_fingerprint(split), "recnotes_version": __version__,
+            "model_sha256": file_sha256(weights)}
+    write_atomic(folder / "run.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     shutil.rmtree(folder / "checkpoint", ignore_errors=True)
     return result
 

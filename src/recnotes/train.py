@@ -28,6 +28,7 @@ from .data.splits import pad_sequences
 from .device import autocast_dtype, get_device, keep_freed_memory, training_dtype
 from .models.kernels import linear_cross_entropy, using_reference
 from .progress import progress_bar
+from .safeio import file_sha256, move_aside, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data.splits import Split
@@ -128,9 +129,32 @@ def _lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
 
 
 def _save(path: Path, tensors: dict, meta: dict) -> None:
+    """Write the checkpoint atomically: the weights, then the JSON with their checksum."""
     path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / "last.safetensors"))
-    (path / "last.json").write_text(json.dumps(meta, indent=1))
+    weights = path / "last.safetensors"
+    write_atomic(weights, lambda tmp: save_file(
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp)))
+    meta = {**meta, "sha256": file_sha256(weights)}
+    write_atomic(path / "last.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+
+
+def _read_checkpoint(path: Path, signature: dict) -> tuple[dict, dict] | None:
+    """``(tensors, meta)`` of the checkpoint in ``path`` if it belongs to this run; None if there
+    is none or it is for another configuration.  A checkpoint that cannot be read, or whose
+    weights do not match its checksum, is moved aside (training then starts from scratch)."""
+    if not (path / "last.json").is_file():
+        return None
+    try:
+        meta = json.loads((path / "last.json").read_text())
+        if meta["signature"] != json.loads(json.dumps(signature)):
+            return None
+        if file_sha256(path / "last.safetensors") != meta["sha256"]:
+            raise ValueError("last.safetensors does not match the checksum in last.json")
+        return load_file(str(path / "last.safetensors")), meta
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is discarded
+        move_aside(path, "the training checkpoint", f"{type(err).__name__}: {err}",
+                   then="training from the first epoch")
+        return None
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -178,16 +202,15 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
     best, best_state, bad, start = -math.inf, None, 0, 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     signature = {"train": asdict(cfg), "model": model.config(), "n_items": model.n_items}
-    if ckpt is not None and (ckpt / "last.json").is_file():
-        meta = json.loads((ckpt / "last.json").read_text())
-        if meta["signature"] == json.loads(json.dumps(signature)):
-            tensors = load_file(str(ckpt / "last.safetensors"))
-            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
-            _load_optimizer(opt, tensors, meta["optimizer"])
-            gen.set_state(tensors["rng.gen"])
-            torch.set_rng_state(tensors["rng.torch"])
-            history, best, bad, start = meta["history"], meta["best"], meta["bad"], meta["epoch"]
+    resumed = _read_checkpoint(ckpt, signature) if ckpt is not None else None
+    if resumed is not None:
+        tensors, meta = resumed
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+        _load_optimizer(opt, tensors, meta["optimizer"])
+        gen.set_state(tensors["rng.gen"])
+        torch.set_rng_state(tensors["rng.torch"])
+        history, best, bad, start = meta["history"], meta["best"], meta["bad"], meta["epoch"]
     steps_per_epoch = math.ceil(len(x_all) / cfg.batch_size)
     done = start >= cfg.max_epochs or bad >= cfg.patience
     bar = progress_bar(range(start, cfg.max_epochs), disable=not progress or done, desc=model.name, leave=False)

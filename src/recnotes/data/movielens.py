@@ -29,6 +29,7 @@ from .interactions import Interactions
 
 __all__ = [
     "DATASETS",
+    "DataFormatError",
     "load_movielens",
     "read_recbole",
     "read_grouplens",
@@ -46,6 +47,60 @@ ML100K_GENRES = (
 )
 
 _TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
+
+
+class DataFormatError(ValueError):
+    """A data file has a line that cannot be read; the message names the file and the line."""
+
+
+def _bad_line(path: Path, row: int, header: int, encoding: str) -> str:
+    """``"line N: <text>"`` of data row ``row`` (0-based, blank lines skipped as pandas does)."""
+    seen = -1
+    with open(path, encoding=encoding, errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number <= header or not line.strip():
+                continue
+            seen += 1
+            if seen == row:
+                return f"line {number}: {line.rstrip()[:200]!r}"
+    return f"data row {row + 1}"
+
+
+def _read_numeric(path: Path, columns: dict[str, type], *, sep: str, header: int = 0,
+                  names: list[str] | None = None, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a delimited file whose ``columns`` must all be numbers (integers for ``int``
+    columns); a line that is not raises :class:`DataFormatError` with the file and the line."""
+    kwargs = dict(sep=sep, dtype=str, keep_default_na=False, encoding=encoding,
+                  engine="python" if len(sep) > 1 else "c")
+    if names is not None:
+        kwargs.update(header=None, names=names)
+    try:
+        raw = pd.read_csv(path, **kwargs)
+    except pd.errors.ParserError as err:
+        match = re.search(r"line (\d+)", str(err))
+        where = ""
+        if match:
+            number = int(match.group(1))
+            with open(path, encoding=encoding, errors="replace") as handle:
+                text = next((line for i, line in enumerate(handle, start=1) if i == number), "")
+            where = f" at line {number}: {text.rstrip()[:200]!r}"
+        raise DataFormatError(f"{path}: cannot read the file{where} ({str(err).strip()})") from None
+    out = {}
+    for name, kind in columns.items():
+        key = next((c for c in raw.columns if str(c).split(":")[0] == name), name)
+        if key not in raw.columns:
+            raise DataFormatError(f"{path}: no column {name!r} (columns: {list(raw.columns)})")
+        values = pd.to_numeric(raw[key].str.strip(), errors="coerce")
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~np.isfinite(numbers)
+        if kind is int:
+            bad |= np.isfinite(numbers) & (numbers % 1 != 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(f"{path}: {_bad_line(path, row, header, encoding)} has no valid "
+                                  f"{name!r} (expected {'an integer' if kind is int else 'a number'})")
+        out[key] = values.astype(np.int64 if kind is int else np.float64)
+    return pd.DataFrame(out)
 
 
 def split_title_year(raw: str) -> tuple[str, int | None]:
@@ -68,7 +123,8 @@ def _items_frame(item, title, year, genres) -> pd.DataFrame:
 def read_recbole(folder: str | Path, name: str = "ml-100k") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read RecBole atomic files ``<name>.inter`` and ``<name>.item``."""
     folder = Path(folder)
-    inter = pd.read_csv(folder / f"{name}.inter", sep="\t")
+    inter = _read_numeric(folder / f"{name}.inter", {"user_id": int, "item_id": int, "rating": float,
+                                                     "timestamp": int}, sep="\t", header=1)
     inter.columns = [c.split(":")[0] for c in inter.columns]
     ratings = pd.DataFrame({
         "user": inter["user_id"].astype(np.int64),
@@ -85,8 +141,8 @@ def read_recbole(folder: str | Path, name: str = "ml-100k") -> tuple[pd.DataFram
 
 
 def _read_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ratings = pd.read_csv(folder / "u.data", sep="\t", header=None,
-                          names=["user", "item", "rating", "timestamp"])
+    cols = {"user": int, "item": int, "rating": float, "timestamp": int}
+    ratings = _read_numeric(folder / "u.data", cols, sep="\t", names=list(cols))
     raw = pd.read_csv(folder / "u.item", sep="|", header=None, encoding="latin-1",
                       keep_default_na=False, dtype=str)
     titles, years = zip(*(split_title_year(t) for t in raw[1]))
@@ -99,8 +155,8 @@ def _read_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _read_1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ratings = pd.read_csv(folder / "ratings.dat", sep="::", engine="python", header=None,
-                          names=["user", "item", "rating", "timestamp"])
+    cols = {"user": int, "item": int, "rating": float, "timestamp": int}
+    ratings = _read_numeric(folder / "ratings.dat", cols, sep="::", names=list(cols))
     raw = pd.read_csv(folder / "movies.dat", sep="::", engine="python", header=None,
                       encoding="latin-1", names=["item", "title", "genres"], dtype=str,
                       keep_default_na=False)
@@ -110,8 +166,8 @@ def _read_1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _read_20m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ratings = pd.read_csv(folder / "ratings.csv", dtype={"userId": np.int64, "movieId": np.int64,
-                                                         "rating": np.float32, "timestamp": np.int64})
+    ratings = _read_numeric(folder / "ratings.csv", {"userId": int, "movieId": int, "rating": float,
+                                                     "timestamp": int}, sep=",", header=1)
     ratings = ratings.rename(columns={"userId": "user", "movieId": "item"})
     raw = pd.read_csv(folder / "movies.csv", dtype=str, keep_default_na=False)
     titles, years = zip(*(split_title_year(t) for t in raw["title"]))
