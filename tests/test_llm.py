@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recnotes.data import load_movielens
-from recnotes.models.llm import (TEMPLATES, Completion, HFBackend, LLMBackend, LLMBackendError,
+from recnotes.models.llm import (Completion, HFBackend, LLMBackend, LLMBackendError,
                                  LLMRanker, build_messages, item_titles, parse_ranking,
                                  popularity_bias, position_bias, position_summary, watched_first)
-from recnotes.models.llm.likelihood import score_naive, score_shared_prefix
+from recnotes.models.llm.likelihood import score_naive, score_packed, score_shared_prefix
+from recnotes.models.llm.prompts import CHAT_TEMPLATES, build_prompt, completion_prompt
 
 torch.set_num_threads(1)
 
@@ -126,21 +127,40 @@ def test_model_not_cached_offline_says_what_to_do(monkeypatch, tmp_path):
 
 
 # --------------------------------------------------------- likelihood scoring
-def test_shared_prefix_matches_full_prompt_reference(backend, titles):
+@pytest.mark.parametrize("scorer", ["packed", "shared", "naive"])
+@pytest.mark.parametrize("template,end_token", [("sequential", False), ("completion", True)])
+def test_every_scorer_matches_the_full_prompt_reference(backend, titles, scorer, template, end_token):
     history = [titles[i] for i in (50, 181, 100)]
     cands = [titles[i] for i in (1, 12, 64, 98, 127, 1300)]  # titles of different token lengths
-    messages = build_messages(history, cands, "sequential", "likelihood")
-    prefix = backend.prompt_ids(messages)
-    conts = backend.continuation_ids(cands)
-    assert len({len(c) for c in conts}) > 2, "the test needs right padding of several lengths"
+    prompt = build_prompt(history, cands, template, "likelihood")
+    texts = [(" " + c) if template == "completion" else c for c in cands]
+    prefix = backend.prompt_ids(prompt)
+    conts = backend.continuation_ids(texts, end_token)
+    assert len({len(c) for c in conts}) > 2, "the test needs candidates of several lengths"
+    assert all((c[-1] == backend.tokenizer.eos_token_id) == end_token for c in conts)
     expected = reference_scores(backend.model, prefix, conts)
-    fast = backend.score_continuations(messages, cands, shared_prefix=True)
-    naive = backend.score_continuations(messages, cands, shared_prefix=False)
-    assert np.abs(fast - expected).max() <= 1e-4
-    assert np.abs(naive - expected).max() <= 1e-4
-    # a continuation's score does not depend on what else is in the batch (padding is inert)
-    alone = backend.score_continuations(messages, cands[:1])
+    got = backend.score_continuations(prompt, texts, scorer, end_token)
+    assert np.abs(got - expected).max() <= 1e-4
+    # a continuation's score does not depend on what else is scored with it
+    alone = backend.score_continuations(prompt, texts[:1], scorer, end_token)
     assert abs(alone[0] - expected[0]) <= 1e-4
+
+
+def test_packed_batch_of_users_equals_the_naive_scorer(backend, titles):
+    """Several users of different prompt and title lengths in one packed pass: each user's
+    scores equal the naive path's (one full prompt per candidate), to 1e-4."""
+    users = [([50, 181, 100], [1, 12, 64]), ([7], [98, 127, 1300, 2, 3]), (list(range(20, 32)), [400, 401])]
+    prompts = [completion_prompt([titles[i] for i in h]) for h, _ in users]
+    conts = [[" " + titles[i] for i in c] for _, c in users]
+    packed = backend.score_batch(prompts, conts, "packed", end_token=True)
+    naive = backend.score_batch(prompts, conts, "naive", end_token=True)
+    assert [len(p) for p in packed] == [3, 5, 2]
+    for got, want in zip(packed, naive):
+        assert np.abs(got - want).max() <= 1e-4
+    with pytest.raises(ValueError, match="empty"):
+        score_packed(backend.model, [([], [[1]])], torch.device("cpu"))
+    with pytest.raises(ValueError, match="scorer"):
+        backend.score_batch(prompts, conts, "fast")
 
 
 def test_shared_prefix_counts_prompt_once(backend):
@@ -169,12 +189,29 @@ def test_ranker_aligns_scores_with_candidates(backend, titles):
     assert titles[7] not in shown and titles[50] in shown  # only the last 3 items are shown
     prefix = backend.prompt_ids(messages)
     expected = reference_scores(backend.model, prefix,
-                                backend.continuation_ids([titles[c] for c in cands]))
+                                backend.continuation_ids([titles[c] for c in cands], end_token=True))
     assert np.abs(scores - expected).max() <= 1e-4  # score k belongs to candidate k
     batch = ranker.score_candidates([np.array(history), np.array([0, 0, 5, 9])],
                                     np.array([cands, [3, 4, 6, 8]]))
     assert batch.shape == (2, 4) and torch.isfinite(batch).all()
     assert ranker.stats.users == 3 and ranker.stats.tokens_per_user > 0
+    # the batched path gives each user what the one-user path gives
+    one = ranker.score_user(history, cands, order=ranker.prompt_order(history, cands))
+    assert np.abs(batch[0].numpy() - one).max() <= 1e-4
+
+
+def test_completion_template_is_plain_text_with_the_last_films(backend, titles):
+    ranker = LLMRanker(backend, titles, template="completion", max_history=2)
+    assert ranker.name == "LLMRanker[likelihood,completion]"
+    prompt = ranker.prompt([7, 50, 181], [1, 12])
+    assert prompt == f"Films I watched, oldest first:\n{titles[50]}\n{titles[181]}\nThe next film I watched:"
+    assert ranker.continuations([1, 12], [1, 0]) == [" " + titles[12], " " + titles[1]]
+    ids = backend.prompt_ids(prompt)
+    assert backend.tokenizer.decode(ids) == prompt  # no chat template around it
+    with pytest.raises(ValueError, match="list-wise"):
+        LLMRanker(backend, titles, method="listwise", template="completion")
+    with pytest.raises(ValueError, match="likelihood task only"):
+        build_prompt(["A"], ["B"], "completion", "listwise")
 
 
 def test_likelihood_needs_a_likelihood_backend(titles):
@@ -195,7 +232,7 @@ def test_listwise_generation_on_the_real_model(backend, titles):
 # ----------------------------------------------------------------- prompts
 def test_templates_show_history_oldest_first():
     hist, cands = ["A (1990)", "B (1991)", "C (1992)"], ["X (2000)", "Y (2001)"]
-    for template in TEMPLATES:
+    for template in CHAT_TEMPLATES:
         text = build_messages(hist, cands, template, "listwise")[-1]["content"]
         assert text.index("A (1990)") < text.index("B (1991)") < text.index("C (1992)")
         assert "[1] X (2000)" in text and "[2] Y (2001)" in text
@@ -205,6 +242,8 @@ def test_templates_show_history_oldest_first():
     assert "C (1992)" not in icl.split("then you should")[0]  # the demonstration's answer is held out
     with pytest.raises(ValueError, match="template"):
         build_messages(hist, cands, "chain")
+    with pytest.raises(ValueError, match="build_prompt"):
+        build_messages(hist, cands, "completion")
     with pytest.raises(ValueError, match="no candidates"):
         build_messages(hist, [], "sequential")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["get_device", "autocast_dtype", "describe_device", "native_cpu_bf16", "inference_dtype",
-           "training_dtype", "keep_freed_memory"]
+           "training_dtype", "keep_freed_memory", "cpu_description"]
 
 
 def get_device(prefer: str | torch.device | None = None) -> torch.device:
@@ -91,6 +91,23 @@ def keep_freed_memory() -> bool:
                     and libc.mallopt(m_trim_threshold, 256 * 1024 * 1024))
     except (OSError, AttributeError):
         return False
+
+
+@lru_cache(maxsize=1)
+def cpu_description() -> str:
+    """The processor's model name, core count and the flags that decide speed here
+    (AVX2, AVX-512, native bf16), for the records that carry timings."""
+    name, flags = platform.processor() or platform.machine(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                     if line.startswith("model name")), name)
+        flags = next((line.split(":", 1)[1] for line in info.splitlines() if line.startswith("flags")), "")
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    present = [f for f in wanted if re.search(rf"\b{f}\b", flags)]
+    return f"{name}, {os.cpu_count()} cores, flags: {' '.join(present) or 'none of ' + ' '.join(wanted)}"
 
 
 def describe_device(device: torch.device) -> str:

@@ -173,13 +173,17 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
 
 def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None = None, *,
           checkpoint_dir: str | Path | None = None, device: str | torch.device | None = None,
-          progress: bool = True, metric: Callable[..., float] = validation_ndcg) -> list[dict]:
+          progress: bool = True, metric: Callable[..., float] = validation_ndcg,
+          max_seconds: float | None = None) -> list[dict]:
     """Train ``model`` (already built) on ``split``'s training sequences; return the
     per-epoch history ``[{epoch, loss, valid_ndcg10, monitor, seconds, lr}]``.
 
     The weights of the best monitored epoch are restored at the end.  With
     ``checkpoint_dir`` the state is saved after every epoch and an interrupted
-    run with the same configuration resumes from it.
+    run with the same configuration resumes from it.  ``max_seconds`` stops
+    training after the first epoch that ends past that much wall time (the
+    last history row then has ``"stopped": "time"``); the tuning search uses it
+    to give up on configurations far over its time budget.
     """
     cfg = cfg or TrainConfig()
     seed_everything(cfg.seed)
@@ -214,6 +218,7 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
     steps_per_epoch = math.ceil(len(x_all) / cfg.batch_size)
     done = start >= cfg.max_epochs or bad >= cfg.patience
     bar = progress_bar(range(start, cfg.max_epochs), disable=not progress or done, desc=model.name, leave=False)
+    began = time.perf_counter() - sum(h["seconds"] for h in history)
     for epoch in bar if not done else []:
         t0 = time.perf_counter()
         model.train()
@@ -259,6 +264,9 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
             _save(ckpt, tensors, {"signature": signature, "history": history, "best": best,
                                   "bad": bad, "epoch": epoch + 1, "optimizer": opt_meta})
         if bad >= cfg.patience:
+            break
+        if max_seconds is not None and time.perf_counter() - began > max_seconds and epoch + 1 < cfg.max_epochs:
+            history[-1]["stopped"] = "time"
             break
     bar.close()
     if best_state is not None:

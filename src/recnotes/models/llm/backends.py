@@ -24,11 +24,13 @@ import torch
 from ... import assets
 from ...device import get_device, inference_dtype
 from ...progress import hf_progress
-from .likelihood import score_naive, score_shared_prefix
+from .likelihood import score_naive, score_packed, score_shared_prefix
 
 __all__ = [
     "LLMBackendError",
     "Message",
+    "Prompt",
+    "SCORERS",
     "Completion",
     "Usage",
     "LLMBackend",
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 Message = dict[str, str]  #: one chat message: ``{"role": ..., "content": ...}``
+Prompt = str | Sequence[Message]  #: plain text to continue, or a chat
+SCORERS = ("packed", "shared", "naive")  #: likelihood paths, fastest first (same numbers)
 
 DEFAULT_MODEL = "smollm2-135m-instruct-gguf"  #: the pinned offline default (an asset name)
 _DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,9 +97,9 @@ class LLMBackend:
         """Answer a chat (greedy when ``temperature == 0``)."""
         raise NotImplementedError
 
-    def score_continuations(self, messages: Sequence[Message], continuations: Sequence[str],
-                            shared_prefix: bool = True) -> np.ndarray:
-        """Mean per-token log-probability of each continuation as the assistant's answer."""
+    def score_continuations(self, prompt: Prompt, continuations: Sequence[str], scorer: str = "packed",
+                            end_token: bool = False) -> np.ndarray:
+        """Mean per-token log-probability of each continuation after the prompt."""
         raise LLMBackendError(
             f"backend {self.name!r} cannot score continuations by likelihood; "
             f"use the list-wise ranking method with it, or a local Hugging Face model")
@@ -185,9 +189,13 @@ class HFBackend(LLMBackend):
         """Number of tokens of ``text`` under this model's tokenizer."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
-        """Token ids of the chat, ending with the assistant's turn opening (a base model
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """Token ids of a prompt.  Plain text is tokenized as it is (after the tokenizer's BOS
+        token where it adds one); a chat ends with the assistant's turn opening (a base model
         without a chat template gets ``"Role: content"`` lines and ``"Assistant:"``)."""
+        if isinstance(prompt, str):
+            return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        messages = prompt
         if getattr(self.tokenizer, "chat_template", None):
             text = self.tokenizer.apply_chat_template(list(messages), tokenize=False,
                                                       add_generation_prompt=True)
@@ -196,32 +204,53 @@ class HFBackend(LLMBackend):
             text = (self.tokenizer.bos_token or "") + text + "Assistant:"
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def continuation_ids(self, continuations: Sequence[str]) -> list[list[int]]:
-        """Token ids of each continuation, tokenized on its own (no special tokens)."""
+    def continuation_ids(self, continuations: Sequence[str], end_token: bool = False) -> list[list[int]]:
+        """Token ids of each continuation, tokenized on its own (no special tokens), followed by
+        the end-of-text token when ``end_token`` (so a title must also *end* where it does)."""
         ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
         if any(len(i) == 0 for i in ids):
             raise ValueError("every continuation needs at least one token (got an empty string)")
+        if end_token:
+            eos = self.tokenizer.eos_token_id
+            if eos is None:
+                raise LLMBackendError(f"{self.name} has no end-of-text token to end continuations with")
+            ids = [i + [int(eos)] for i in ids]
         return ids
 
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()
-    def score_continuations(self, messages: Sequence[Message], continuations: Sequence[str],
-                            shared_prefix: bool = True) -> np.ndarray:
+    def score_continuations(self, prompt: Prompt, continuations: Sequence[str], scorer: str = "packed",
+                            end_token: bool = False) -> np.ndarray:
         """Mean log-probability per token of each continuation after the prompt.
 
-        With ``shared_prefix`` the prompt is encoded once and its KV cache is
-        expanded over all continuations, which are scored together in one
-        right-padded batch; otherwise each continuation is scored with its own
-        full prompt (the slow reference).  Both give the same numbers.
+        ``scorer`` picks the path (:mod:`recnotes.models.llm.likelihood`): ``packed`` (the prompt
+        and all continuations in one row with a block mask), ``shared`` (the prompt's KV cache
+        copied over a right-padded batch of continuations) or ``naive`` (each continuation
+        with its own full prompt, the slow reference).  All give the same numbers.
         """
-        prefix = self.prompt_ids(messages)
-        conts = self.continuation_ids(continuations)
-        fn = score_shared_prefix if shared_prefix else score_naive
-        sums, lengths = fn(self.model, prefix, conts, self.device,
-                           pad_id=int(self.tokenizer.pad_token_id))
-        n_prompt = len(prefix) if shared_prefix else len(prefix) * len(conts)
-        self.usage.add(n_prompt, int(lengths.sum()))
-        return sums / lengths
+        return self.score_batch([prompt], [continuations], scorer, end_token)[0]
+
+    @torch.no_grad()
+    def score_batch(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]],
+                    scorer: str = "packed", end_token: bool = False) -> list[np.ndarray]:
+        """:meth:`score_continuations` for several users at once (one packed pass for all of
+        them with the ``packed`` scorer; one user after the other with the others)."""
+        if scorer not in SCORERS:
+            raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}")
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
+        batch = [(self.prompt_ids(p), self.continuation_ids(c, end_token)) for p, c in zip(prompts, continuations)]
+        pad = int(self.tokenizer.pad_token_id)
+        if scorer == "packed":
+            results = score_packed(self.model, batch, self.device, pad_id=pad)
+        else:
+            fn = score_shared_prefix if scorer == "shared" else score_naive
+            results = [fn(self.model, prefix, conts, self.device, pad_id=pad) for prefix, conts in batch]
+        out = []
+        for (prefix, conts), (sums, lengths) in zip(batch, results):
+            self.usage.add(len(prefix) * (len(conts) if scorer == "naive" else 1), int(lengths.sum()))
+            out.append(sums / lengths)
+        return out
 
     # ------------------------------------------------------------- generation
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Log-likelihood of continuations after a shared prompt, with and without a KV cache.
+"""Log-likelihood of continuations after a prompt: packed, with a shared KV cache, and naive.
 
 The likelihood ranker asks: how probable is each candidate's title as the
 model's answer to the prompt?  All candidates share the same prompt, so the
@@ -9,8 +9,18 @@ attention mask is ones over the prompt followed by each row's own token mask;
 with right padding the causal mask already keeps real tokens from seeing the
 padding after them, so padded positions only produce logits that are dropped.
 
+:func:`score_packed` is the fastest, and batches several users: each user's
+prompt and all of their candidates go into one row, ``[prompt, c1, c2, ...]``,
+with a block attention mask (the prompt is causal; each candidate sees the
+prompt and its own earlier tokens, never another candidate) and positions
+that restart after the prompt for every candidate.  Every token is computed
+once: no cache is copied per candidate, no candidate is padded to the longest
+one, and the output layer runs only where a log-probability is read (the
+prompt's last token, and each candidate's tokens but its last).  Several
+users' rows form one batch, right-padded.
+
 :func:`score_naive` is the slow reference: one full ``prompt + continuation``
-sequence per candidate, no cache.  Both return the summed log-probability of
+sequence per candidate, no cache.  All return the summed log-probability of
 each continuation's tokens and the number of tokens, so the mean per token
 (the length-normalised score) is ``sums / lengths``.
 """
@@ -24,7 +34,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["score_shared_prefix", "score_naive", "pad_right"]
+__all__ = ["score_shared_prefix", "score_naive", "score_packed", "pad_right", "decoder_and_head"]
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,3 +118,76 @@ def score_naive(model: torch.nn.Module, prefix: Sequence[int],
         sums.append(float(lp.double().sum()))
         lengths.append(len(cont))
     return np.asarray(sums, dtype=np.float64), np.asarray(lengths, dtype=np.float64)
+
+
+def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The transformer body (hidden states) and the output layer of a causal LM, also when it is
+    wrapped by peft (whose adapters live inside the body and are used)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def _packed_rows(batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], pad_id: int,
+                 dtype: torch.dtype, device: torch.device):
+    """Token ids, positions and the additive block mask of one packed batch, and each row's spans."""
+    rows = []
+    for prefix, conts in batch:
+        if len(prefix) == 0:
+            raise ValueError("the prompt prefix is empty: there is nothing to condition on")
+        if any(len(c) == 0 for c in conts):
+            raise ValueError("every continuation needs at least one token")
+        ids, pos, spans = list(prefix), list(range(len(prefix))), []
+        for c in conts:
+            spans.append((len(ids), len(c)))
+            ids += list(c)
+            pos += range(len(prefix), len(prefix) + len(c))
+        rows.append((ids, pos, len(prefix), spans))
+    length = max(len(r[0]) for r in rows)
+    ids_t = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    pos_t = torch.zeros((len(rows), length), dtype=torch.long)
+    allow = torch.zeros((len(rows), length, length), dtype=torch.bool)
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    for r, (ids, pos, p, spans) in enumerate(rows):
+        n = len(ids)
+        ids_t[r, :n] = torch.tensor(ids)
+        pos_t[r, :n] = torch.tensor(pos)
+        allow[r, :p, :p] = causal[:p, :p]
+        for start, size in spans:
+            allow[r, start:start + size, :p] = True
+            allow[r, start:start + size, start:start + size] = causal[:size, :size]
+        pad = torch.arange(n, length)
+        allow[r, pad, pad] = True  # padding sees itself only (no empty softmax row)
+    mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)
+    return ids_t.to(device), pos_t.to(device), mask[:, None].to(device), rows
+
+
+@torch.no_grad()
+def score_packed(model: torch.nn.Module, batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
+                 device: torch.device, pad_id: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each ``(prefix, continuations)`` of ``batch`` (one user each), the summed log-probabilities
+    and lengths of the continuations after the prefix, all users in one packed forward pass."""
+    if len(batch) == 0:
+        return []
+    decoder, head = decoder_and_head(model)
+    dtype = next(model.parameters()).dtype
+    ids, pos, mask, rows = _packed_rows(batch, pad_id, dtype, device)
+    hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+    # gather every hidden state whose next token is scored: the prompt's last, then each
+    # candidate's tokens but its last; the targets are the tokens that follow them
+    where_row, where_col, targets = [], [], []
+    for r, (row_ids, _, p, spans) in enumerate(rows):
+        for start, size in spans:
+            cols = [p - 1] + list(range(start, start + size - 1))
+            where_row += [r] * size
+            where_col += cols
+            targets += row_ids[start:start + size]
+    selected = hidden[torch.tensor(where_row, device=device), torch.tensor(where_col, device=device)]
+    token_lp = _token_logprobs(head(selected), torch.tensor(targets, device=device)).double().cpu().numpy()
+    out, cursor = [], 0
+    for _, _, _, spans in rows:
+        sizes = np.asarray([size for _, size in spans], dtype=np.int64)
+        ends = cursor + np.cumsum(sizes)
+        sums = np.add.reduceat(token_lp[cursor:ends[-1]], np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+        out.append((sums.astype(np.float64), sizes.astype(np.float64)))
+        cursor = int(ends[-1])
+    return out

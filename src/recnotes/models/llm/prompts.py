@@ -1,8 +1,10 @@
-"""Prompt templates for zero-shot ranking, after the LLMRank study (Hou et al., ECIR 2024).
+"""Prompt templates for ranking with a language model.
 
-A prompt shows the user's history as movie titles with years, oldest first and
-most recent last, then the numbered candidates, then the instruction.  Three
-templates differ in how they present the history:
+Three chat templates follow the LLMRank study (Hou et al., ECIR 2024).  Their
+prompt shows the user's history as movie titles with years, oldest first and
+most recent last, then the numbered candidates, then the instruction, as a
+chat message for the model's chat template.  They differ in how they present
+the history:
 
 * ``sequential``: "I've watched the following movies in the past in order: ...";
 * ``recency``: the same, plus "Note that my most recently watched movie is X.";
@@ -14,6 +16,17 @@ templates differ in how they present the history:
 Two tasks end the prompt differently: ``likelihood`` asks for one title (the
 model's answer is scored candidate by candidate), ``listwise`` asks for all
 candidate numbers in ranked order.
+
+The fourth template, ``completion``, is plain text for the model to continue,
+with no chat template and no candidate list (likelihood only)::
+
+    Films I watched, oldest first:
+    Toy Story (1995)
+    ...
+    The next film I watched:
+
+and each candidate is scored as the continuation ``" " + title`` followed by the
+end-of-text token.  It is also the format the fine-tuned ranker is trained on.
 """
 
 from __future__ import annotations
@@ -24,10 +37,14 @@ from typing import Sequence
 
 from .backends import Message
 
-__all__ = ["TEMPLATES", "TASKS", "SYSTEM_PROMPT", "build_messages", "render",
-           "ParsedRanking", "parse_ranking"]
+__all__ = ["TEMPLATES", "CHAT_TEMPLATES", "TASKS", "SYSTEM_PROMPT", "build_messages", "build_prompt",
+           "completion_prompt", "continuation_text", "render", "ParsedRanking", "parse_ranking", "Prompt"]
 
-TEMPLATES = ("sequential", "recency", "in_context")
+CHAT_TEMPLATES = ("sequential", "recency", "in_context")
+TEMPLATES = CHAT_TEMPLATES + ("completion",)
+COMPLETION_HEADER = "Films I watched, oldest first:"
+COMPLETION_QUESTION = "The next film I watched:"
+Prompt = str | list[Message]  #: plain text to continue, or chat messages
 TASKS = ("likelihood", "listwise")
 SYSTEM_PROMPT = "You are a movie recommender system."
 
@@ -64,8 +81,9 @@ def build_messages(history: Sequence[str], candidates: Sequence[str], template: 
 
     Raises ``ValueError`` for an unknown template or task, or no candidates.
     """
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown prompt template {template!r}; choose one of {TEMPLATES}")
+    if template not in CHAT_TEMPLATES:
+        hint = " (completion is plain text: use build_prompt)" if template == "completion" else ""
+        raise ValueError(f"unknown chat template {template!r}; choose one of {CHAT_TEMPLATES}{hint}")
     if task not in TASKS:
         raise ValueError(f"unknown ranking task {task!r}; choose one of {TASKS}")
     if len(candidates) == 0:
@@ -81,9 +99,36 @@ def build_messages(history: Sequence[str], candidates: Sequence[str], template: 
     return messages
 
 
-def render(messages: Sequence[Message]) -> str:
-    """A plain-text view of a chat, for showing a real prompt in the book."""
-    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+def completion_prompt(history: Sequence[str]) -> str:
+    """The ``completion`` prompt: the history's titles, oldest first, one per line, then the question."""
+    return "\n".join([COMPLETION_HEADER, *history, COMPLETION_QUESTION])
+
+
+def continuation_text(title: str, template: str) -> str:
+    """What is scored for a candidate: ``" " + title`` after a completion prompt (the line goes
+    on after the colon), the bare title as a chat answer."""
+    return f" {title}" if template == "completion" else title
+
+
+def build_prompt(history: Sequence[str], candidates: Sequence[str], template: str = "sequential",
+                 task: str = "likelihood", system: str | None = SYSTEM_PROMPT) -> Prompt:
+    """The prompt of any template: chat messages (:func:`build_messages`), or for ``completion``
+    the plain text of :func:`completion_prompt` (which does not list the candidates)."""
+    if template == "completion":
+        if task != "likelihood":
+            raise ValueError("the completion template lists no candidates: it supports the likelihood "
+                             "task only, not list-wise ranking")
+        if len(candidates) == 0:
+            raise ValueError("no candidates to rank")
+        return completion_prompt(history)
+    return build_messages(history, candidates, template, task, system)
+
+
+def render(prompt: Prompt | Sequence[Message]) -> str:
+    """A plain-text view of a prompt (a chat, or completion text), for showing a real one in the book."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in prompt)
 
 
 # ------------------------------------------------------------------ answers

@@ -6,9 +6,10 @@ recnotes model interface.  For each user it builds a prompt from the last
 the candidate titles, and ranks the candidates one of two ways:
 
 * ``likelihood``: the score of a candidate is the mean log-probability per
-  token of its title as the assistant's answer.  All candidates of a user are
-  scored in one batched pass that reuses the prompt's KV cache
-  (:mod:`recnotes.models.llm.likelihood`).
+  token of its title as the model's answer (or continuation, for the
+  ``completion`` template), followed by the end-of-text token, so the title
+  must also end there.  Several users' prompts and all their candidates are
+  scored in one packed pass (:mod:`recnotes.models.llm.likelihood`).
 * ``listwise``: the model writes the ranked candidate numbers; the answer is
   parsed with :func:`~recnotes.models.llm.prompts.parse_ranking`.  Candidates it
   omitted are placed after the ones it named, in the order the prompt showed
@@ -32,8 +33,8 @@ import torch
 
 from ...progress import progress_bar
 from ..base import Recommender
-from .backends import LLMBackend, LLMBackendError
-from .prompts import TEMPLATES, build_messages, parse_ranking
+from .backends import SCORERS, LLMBackend, LLMBackendError
+from .prompts import CHAT_TEMPLATES, TEMPLATES, build_prompt, continuation_text, parse_ranking
 
 __all__ = ["LLMRanker", "RankerStats", "item_titles", "METHODS"]
 
@@ -88,22 +89,27 @@ class LLMRanker(Recommender):
 
     def __init__(self, backend: LLMBackend, titles: Sequence[str], method: str = "likelihood",
                  template: str = "sequential", max_history: int = 10, max_new_tokens: int = 80,
-                 shuffle: bool = True, seed: int = 0, shared_prefix: bool = True,
-                 progress: bool = False, keep_answers: bool = False) -> None:
+                 shuffle: bool = True, seed: int = 0, scorer: str = "packed", end_token: bool = True,
+                 batch_users: int = 4, progress: bool = False, keep_answers: bool = False) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown ranking method {method!r}; choose one of {METHODS}")
         if template not in TEMPLATES:
             raise ValueError(f"unknown prompt template {template!r}; choose one of {TEMPLATES}")
-        if max_history < 1:
-            raise ValueError(f"max_history must be at least 1, got {max_history}")
+        if method == "listwise" and template not in CHAT_TEMPLATES:
+            raise ValueError(f"list-wise ranking needs a chat template that lists the candidates "
+                             f"({CHAT_TEMPLATES}), not {template!r}")
+        if scorer not in SCORERS:
+            raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}")
+        if max_history < 1 or batch_users < 1:
+            raise ValueError(f"max_history and batch_users must be at least 1, got {max_history}, {batch_users}")
         if method == "likelihood" and not backend.supports_likelihood:
             raise LLMBackendError(f"backend {backend.name!r} cannot score likelihoods; "
                                   f"use method='listwise' with it")
         self.backend, self.titles = backend, list(titles)
         self.method, self.template = method, template
         self.max_history, self.max_new_tokens = max_history, max_new_tokens
-        self.shuffle, self.seed, self.shared_prefix = shuffle, seed, shared_prefix
-        self.progress, self.keep_answers = progress, keep_answers
+        self.shuffle, self.seed, self.scorer, self.end_token = shuffle, seed, scorer, end_token
+        self.batch_users, self.progress, self.keep_answers = batch_users, progress, keep_answers
         self.stats = RankerStats()
 
     @property
@@ -131,13 +137,20 @@ class LLMRanker(Recommender):
         rng = np.random.default_rng([self.seed, zlib.crc32(key.tobytes())])
         return rng.permutation(n)
 
-    def messages(self, history: Sequence[int], candidates: Sequence[int],
-                 order: Sequence[int] | None = None) -> list[dict[str, str]]:
-        """The chat prompt for one user (``order`` as in :meth:`prompt_order`)."""
+    def prompt(self, history: Sequence[int], candidates: Sequence[int],
+               order: Sequence[int] | None = None):
+        """The prompt for one user (``order`` as in :meth:`prompt_order`): chat messages, or
+        plain text for the ``completion`` template."""
         order = self.prompt_order(history, candidates) if order is None else np.asarray(order)
         shown = [self.titles[int(i)] for i in list(history)[-self.max_history:]]
         cands = [self.titles[int(candidates[k])] for k in order]
-        return build_messages(shown, cands, self.template, self.method)
+        return build_prompt(shown, cands, self.template, self.method)
+
+    messages = prompt  # the name of the chat-only days
+
+    def continuations(self, candidates: Sequence[int], order: Sequence[int]) -> list[str]:
+        """The texts scored for the candidates, in prompt order."""
+        return [continuation_text(self.titles[int(candidates[k])], self.template) for k in order]
 
     # -------------------------------------------------------------- scoring
     def score_user(self, history: Sequence[int], candidates: Sequence[int],
@@ -148,22 +161,40 @@ class LLMRanker(Recommender):
         order = self.prompt_order(history, candidates) if order is None else np.asarray(order)
         if sorted(order.tolist()) != list(range(len(candidates))):
             raise ValueError("order must be a permutation of range(len(candidates))")
-        messages = self.messages(history, candidates, order)
+        prompt = self.prompt(history, candidates, order)
         before = (self.backend.usage.prompt_tokens, self.backend.usage.completion_tokens)
         start = time.perf_counter()
         if self.method == "likelihood":
-            shown = [self.titles[candidates[k]] for k in order]
-            in_prompt_order = self.backend.score_continuations(messages, shown, self.shared_prefix)
+            in_prompt_order = self.backend.score_continuations(
+                prompt, self.continuations(candidates, order), self.scorer, self.end_token)
             scores = np.empty(len(candidates))
             scores[order] = in_prompt_order
         else:
-            scores = self._listwise(messages, candidates, order)
+            scores = self._listwise(prompt, candidates, order)
+        self._count(1, start, before)
+        return scores
+
+    def _count(self, users: int, start: float, before: tuple[int, int]) -> None:
         st = self.stats
         st.seconds += time.perf_counter() - start
-        st.users += 1
+        st.users += users
         st.prompt_tokens += self.backend.usage.prompt_tokens - before[0]
         st.completion_tokens += self.backend.usage.completion_tokens - before[1]
-        return scores
+
+    def score_users(self, histories: Sequence[Sequence[int]], candidates: np.ndarray) -> np.ndarray:
+        """Likelihood scores ``[n_users, n_candidates]`` of several users in one packed pass."""
+        rows = [(_clean(h), [int(c) for c in cands]) for h, cands in zip(histories, candidates)]
+        orders = [self.prompt_order(h, c) for h, c in rows]
+        prompts = [self.prompt(h, c, o) for (h, c), o in zip(rows, orders)]
+        conts = [self.continuations(c, o) for (_, c), o in zip(rows, orders)]
+        before = (self.backend.usage.prompt_tokens, self.backend.usage.completion_tokens)
+        start = time.perf_counter()
+        scored = self.backend.score_batch(prompts, conts, self.scorer, self.end_token)
+        self._count(len(rows), start, before)
+        out = np.empty((len(rows), len(rows[0][1]) if rows else 0))
+        for i, (order, values) in enumerate(zip(orders, scored)):
+            out[i, order] = values
+        return out
 
     def _listwise(self, messages: list[dict[str, str]], candidates: list[int],
                   order: np.ndarray) -> np.ndarray:
@@ -192,6 +223,16 @@ class LLMRanker(Recommender):
                              f"got {candidates.shape}")
         if len(candidates) == 0:
             return torch.zeros(candidates.shape, dtype=torch.float64)
+        if self.method == "likelihood":
+            step = self.batch_users
+            chunks = range(0, len(candidates), step)
+            bar = progress_bar(total=len(candidates), desc=self.name, leave=False, disable=not self.progress)
+            parts = []
+            for start in chunks:
+                parts.append(self.score_users(histories[start:start + step], candidates[start:start + step]))
+                bar.update(len(parts[-1]))
+            bar.close()
+            return torch.from_numpy(np.concatenate(parts))
         rows = zip((_clean(h) for h in histories), candidates)
         if self.progress:
             rows = progress_bar(rows, total=len(candidates), desc=self.name, leave=False)
