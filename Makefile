@@ -45,7 +45,9 @@ assets: setup
 execute: assets
 	$(BIN)/python scripts/execute.py --profile $(PROFILE) --jobs $(JOBS) $(CHAPTERS)
 
+# The site serves its own MathJax (pinned, from the npm registry): fetched once into the cache.
 html: setup
+	$(BIN)/python -m recnotes.assets fetch mathjax
 	rm -rf _build/html
 	$(BIN)/jupyter-book build . --path-output . -W --keep-going
 

@@ -60,21 +60,43 @@ def repository() -> tuple[str, str]:
     return repo["url"].rstrip("/"), repo.get("branch", "main")
 
 
+#: The badge image, committed beside the chapters (the site serves it; no remote image).
+BADGE = "_static/colab-badge.svg"
+
+
 def colab_cells(name: str) -> list[nbformat.NotebookNode]:
-    """The badge (markdown) and the install cell that runs only on Colab."""
+    """The badge (markdown) and the install cell that runs only on Colab.
+
+    On Colab the cell clones the repository (``$RECNOTES_REPO_URL`` overrides the
+    URL; the tests point it at a local clone), installs recnotes from the clone
+    and works in its ``book/`` folder, where ``results/`` holds the results that
+    later chapters read.  Run again, it does nothing.
+    """
     url, branch = repository()
     slug = url.split("github.com/", 1)[1]
     link = f"https://colab.research.google.com/github/{slug}/blob/{branch}/book/{name}.ipynb"
-    badge = nbformat.v4.new_markdown_cell(
-        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})")
+    badge = nbformat.v4.new_markdown_cell(f"[![Open in Colab]({BADGE})]({link})")
     install = nbformat.v4.new_code_cell(
-        "# On Colab, install recnotes from the repository; elsewhere this does nothing.\n"
-        "import sys\n"
-        "if 'google.colab' in sys.modules:\n"
-        f"    %pip install -q 'recnotes[llm] @ git+{url}@{branch}'")
+        "# On Colab: clone the repository (chapters read each other's results in book/results),\n"
+        "# install recnotes from the clone and work in its book/ folder. Elsewhere this does nothing.\n"
+        "import os, subprocess, sys\n"
+        "if 'google.colab' in sys.modules and not os.path.isdir('results'):\n"
+        f"    repo = os.environ.get('RECNOTES_REPO_URL', '{url}')\n"
+        "    if not os.path.isdir('recnotes'):\n"
+        f"        subprocess.run(['git', 'clone', '-q', '--depth', '1', '-b', '{branch}', repo, 'recnotes'], check=True)\n"
+        "    %pip install -q './recnotes[llm]'\n"
+        "    os.chdir('recnotes/book')")
     badge.metadata["tags"] = [INJECTED_TAG]
     install.metadata["tags"] = [INJECTED_TAG, "hide-input"]
     return [badge, install]
+
+
+def hide_injected_parameters(nb: nbformat.NotebookNode) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the page does not show it."""
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
 
 
 def prepare(src: Path, dest: Path) -> None:
@@ -110,6 +132,7 @@ def execute(name: str, profile: str, seed: int) -> float:
     nb.metadata.get("papermill", {}).pop("duration", None)
     nb.metadata.get("papermill", {}).pop("input_path", None)
     nb.metadata.get("papermill", {}).pop("output_path", None)
+    hide_injected_parameters(nb)
     nbformat.write(nb, out)
     return time.perf_counter() - start
 
@@ -118,7 +141,9 @@ def sync_prose(name: str) -> None:
     """Copy the source's markdown into the executed notebook without re-running it.
 
     Allowed only when the code cells are unchanged (outputs stay valid); an edit of
-    prose alone then does not cost a re-execution.
+    prose alone then does not cost a re-execution.  The Colab cells (the badge, and
+    the install cell, which does nothing outside Colab) are refreshed from
+    :func:`colab_cells` too, and the injected parameters hidden.
     """
     out = ROOT / "book" / f"{name}.ipynb"
     with tempfile.TemporaryDirectory(prefix="recnotes-sync-") as tmp:
@@ -127,13 +152,22 @@ def sync_prose(name: str) -> None:
         src = nbformat.read(prepared, as_version=4)
     nb = nbformat.read(out, as_version=4)
     executed = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-    if [(c.cell_type, c.source) for c in executed if c.cell_type == "code"] != \
-            [(c.cell_type, c.source) for c in src.cells if c.cell_type == "code"] or \
-            [c.cell_type for c in executed] != [c.cell_type for c in src.cells]:
+
+    def injected(cell) -> bool:
+        return INJECTED_TAG in cell.metadata.get("tags", [])
+
+    def code(cells) -> list[str]:
+        return [c.source for c in cells if c.cell_type == "code" and not injected(c)]
+
+    if code(executed) != code(src.cells) or \
+            [(c.cell_type, injected(c)) for c in executed] != [(c.cell_type, injected(c)) for c in src.cells]:
         raise SystemExit(f"error: the code of {name} changed; execute it instead of syncing its prose")
     for old, new in zip(executed, src.cells):
-        if old.cell_type == "markdown":
+        if old.cell_type == "markdown" or injected(new):
             old.source = new.source
+        if injected(new):
+            old.metadata["tags"] = list(new.metadata["tags"])
+    hide_injected_parameters(nb)
     nbformat.write(nb, out)
 
 
@@ -228,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="PyTorch threads of each chapter's kernel (default 1)")
     parser.add_argument("--prose-only", action="store_true",
-                        help="only copy edited markdown into already executed notebooks (code unchanged)")
+                        help="only copy edited markdown (and the Colab cells) into already executed notebooks "
+                             "(code unchanged)")
     args = parser.parse_args(argv)
     # No progress bars in the published outputs (the kernel inherits this).
     os.environ.setdefault("RECNOTES_PROGRESS", "0")

@@ -1,13 +1,16 @@
 """Pinned assets: fetch once, verify by sha256, actionable errors.
 
 Network-free: a tiny wheel built in the test stands in for PyPI (pip runs
-with ``--no-index`` and ``--find-links`` pointing at it).
+with ``--no-index`` and ``--find-links`` pointing at it), and a tiny tarball
+in a ``file://`` folder stands in for the npm registry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -131,3 +134,55 @@ def test_real_ml100k_cache_copy_verifies(tmp_path, monkeypatch):
     inter.write_bytes(inter.read_bytes()[:-10])
     with pytest.raises(AssetError, match="ml-100k.inter"):
         assets.verify("ml-100k")
+
+
+# ------------------------------------------------------------------ npm tarballs (the site's MathJax)
+@pytest.fixture
+def local_npm(tmp_path, monkeypatch):
+    """A tarball 'toyjs@1.0' laid out as the npm registry serves it, from a file:// registry."""
+    payload = {"package/dist/a.js": b"console.log(1)\n", "package/LICENSE": b"MIT\n"}
+    folder = tmp_path / "registry" / "toyjs" / "-"
+    folder.mkdir(parents=True)
+    tgz = folder / "toyjs-1.0.tgz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        for name, data in payload.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    monkeypatch.setenv("npm_config_registry", (tmp_path / "registry").as_uri())
+    asset = Asset("toyjs", "a toy npm asset", "", "package/",
+                  {rel.removeprefix("package/"): hashlib.sha256(d).hexdigest() for rel, d in payload.items()},
+                  npm="toyjs@1.0", archive_sha256=assets.sha256_of(tgz))
+    monkeypatch.setitem(assets.SITE_ASSETS, "toyjs", asset)
+    return asset, tgz
+
+
+def test_npm_asset_is_fetched_verified_and_reused(cache, local_npm, monkeypatch):
+    asset, tgz = local_npm
+    folder = assets.fetch("toyjs", quiet=True)
+    assert (folder / "dist" / "a.js").read_bytes() == b"console.log(1)\n"
+    assert asset.source == "npm:toyjs@1.0"
+    monkeypatch.setattr(assets, "_download_npm", lambda *a: pytest.fail("downloaded twice"))
+    assert assets.fetch("toyjs", quiet=True) == folder
+
+
+def test_npm_tarball_with_another_checksum_is_refused(cache, local_npm):
+    asset, tgz = local_npm
+    tgz.write_bytes(tgz.read_bytes() + b"\0")
+    with pytest.raises(AssetError, match="checksum mismatch.*nothing was extracted"):
+        assets.fetch("toyjs", quiet=True)
+    assert not (cache / "toyjs" / "dist" / "a.js").exists()
+
+
+def test_npm_registry_unreachable_says_what_to_run(cache, local_npm, tmp_path, monkeypatch):
+    monkeypatch.setenv("npm_config_registry", (tmp_path / "nowhere").as_uri())
+    with pytest.raises(AssetError, match="(?s)no cached copy.*python -m recnotes.assets fetch toyjs"):
+        assets.fetch("toyjs", quiet=True)
+
+
+def test_site_assets_are_pinned_and_kept_apart_from_the_books_data():
+    mathjax = assets.SITE_ASSETS["mathjax"]
+    assert mathjax.npm == "mathjax@3.2.2" and len(mathjax.archive_sha256) == 64
+    assert "es5/tex-mml-chtml.js" in mathjax.files and "LICENSE" in mathjax.files
+    assert all(len(sha) == 64 for sha in mathjax.files.values())
+    assert not set(assets.SITE_ASSETS) & set(assets.ASSETS)

@@ -50,3 +50,45 @@ def test_graph_ignores_chapters_not_selected():
     graph = execute.task_graph(["09_evaluation"], "ci", seed=3)
     assert graph["09_evaluation"] == ["train:LSTM:0", "train:GPTRec:0"]  # ci profile: seed 0 only
     assert set(graph) == {"09_evaluation", "train:LSTM:0", "train:GPTRec:0"}
+
+
+# ------------------------------------------------------------------ the Colab cells and the injected parameters
+def test_badge_is_a_local_image_that_links_to_colab():
+    badge, _ = execute.colab_cells("04_math")
+    image, link = re.fullmatch(r"\[!\[Open in Colab\]\(([^)]+)\)\]\(([^)]+)\)", badge.source).groups()
+    assert not image.startswith(("http:", "https:", "//")) and (ROOT / "book" / image).is_file()
+    url, branch = execute.repository()
+    assert link == f"https://colab.research.google.com/github/{url.split('github.com/', 1)[1]}/blob/{branch}/book/04_math.ipynb"
+
+
+def test_install_cell_clones_installs_and_works_in_book_only_on_colab():
+    _, install = execute.colab_cells("11_faq")
+    url, branch = execute.repository()
+    src = install.source
+    assert "'google.colab' in sys.modules" in src and f"'{url}'" in src and "RECNOTES_REPO_URL" in src
+    assert f"'--depth', '1', '-b', '{branch}'" in src and "%pip install -q './recnotes[llm]'" in src
+    assert "os.chdir('recnotes/book')" in src and install.metadata["tags"] == [execute.INJECTED_TAG, "hide-input"]
+
+
+def test_install_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    _, install = execute.colab_cells("11_faq")
+    code = TransformerManager().transform_cell(install.source)  # %pip -> get_ipython().run_line_magic(...)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(__import__("sys").modules, "google.colab", raising=False)
+    exec(compile(code, "install-cell", "exec"), {})  # no get_ipython(): it must not get that far
+    assert Path.cwd() == tmp_path and not any(tmp_path.iterdir())
+
+
+def test_injected_parameters_are_tagged_remove_cell():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'full'"),
+                                         nbformat.v4.new_code_cell("profile = 'ci'")])
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells[1].metadata["tags"] = ["injected-parameters"]
+    execute.hide_injected_parameters(nb)
+    execute.hide_injected_parameters(nb)  # idempotent
+    assert nb.cells[0].metadata["tags"] == ["parameters"]
+    assert nb.cells[1].metadata["tags"] == ["injected-parameters", "remove-cell"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from recnotes.report.results import RECORD_KEYS
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("*.md"))
 INJECTED = {"recnotes-injected", "injected-parameters"}
+spec = importlib.util.spec_from_file_location("execute", ROOT / "scripts" / "execute.py")
+execute = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(execute)
 
 
 def code_cells(nb) -> list[str]:
@@ -59,6 +63,17 @@ def test_executed_copy_ran_cleanly_and_is_in_the_toc(src):
     assert "google.colab" in code[0].source and url in code[0].source
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert params and "profile" in params[0].source and "seed" in params[0].source
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_executed_copy_has_the_current_colab_cells_and_hides_its_parameters(src):
+    nb = nbformat.read(ROOT / "book" / f"{src.stem}.ipynb", as_version=4)
+    injected = [(c.cell_type, c.source) for c in nb.cells if execute.INJECTED_TAG in c.metadata.get("tags", [])]
+    assert injected == [(c.cell_type, c.source) for c in execute.colab_cells(src.stem)], (
+        f"book/{src.stem}.ipynb has other Colab cells than scripts/execute.py makes; "
+        f"run `python scripts/execute.py --prose-only {src.stem}` (or execute it)")
+    params = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert all("remove-cell" in c.metadata["tags"] for c in params), "the injected parameters show on the page"
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)

@@ -1,21 +1,30 @@
-"""The built HTML: every page present, no error output, glue filled, images resolve.
+"""The built HTML: every page present, no error output, glue filled, images resolve;
+no warnings, truncated cells or NumPy reprs in the outputs; nothing loaded from
+another host (MathJax and the Colab badge are served by the site); the CJK font
+stack and the repository URL from ``_config.yml``.
 
 Builds the book from the committed executed notebooks into a temporary
-folder (execution is off, so this takes well under a minute).
+folder (execution is off, so this takes well under a minute).  Each check
+runs on each page, so a failure names both.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 from bs4 import BeautifulSoup
 
+from recnotes.report import site as site_ext
+
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +66,112 @@ def test_page_is_clean(site, page):
             continue
         target = (site / page).parent / src
         assert target.is_file(), f"{page}: broken image {src}"
+
+
+def soup_of(site: Path, page: str) -> tuple[BeautifulSoup, BeautifulSoup]:
+    """(the whole page, its main content)."""
+    soup = BeautifulSoup((site / f"{page}.html").read_text(), "html.parser")
+    return soup, soup.find("main") or soup
+
+
+def outputs(main) -> list:
+    """The cell output areas of a page."""
+    return main.select("div.cell_output, div.output")
+
+
+def remote(url: str) -> bool:
+    return url.startswith("//") or urlparse(url).scheme not in ("", "file")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", pages())
+def test_no_warning_or_stderr_in_outputs(site, page):
+    _, main = soup_of(site, page)
+    stderr = main.select(".output.stderr, .stderr")
+    assert not stderr, f"{page} shows stderr output: {stderr[0].get_text(' ', strip=True)[:300]!r}"
+    for out in outputs(main):
+        text = out.get_text(" ")
+        hit = re.search(r"\b\w+Warning\b|\bWarning:", text)  # UserWarning, TqdmWarning, ..., "Warning:"
+        assert not hit, f"{page} shows a warning in an output: {text[max(0, hit.start() - 100):hit.end() + 200]!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", pages())
+def test_injected_parameters_are_hidden(site, page):
+    _, main = soup_of(site, page)
+    assert not main.select(".tag_injected-parameters"), f"{page} shows papermill's injected-parameters cell"
+    assert "# Parameters" not in main.get_text(), f"{page} shows papermill's injected-parameters cell"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", pages())
+def test_no_truncated_table_cell(site, page):
+    _, main = soup_of(site, page)
+    cut = [c.get_text(" ", strip=True) for c in main.find_all(["td", "th"])
+           if c.get_text(strip=True).endswith(("...", "\u2026"))]
+    assert not cut, f"{page} has {len(cut)} table cell(s) cut short, e.g. {cut[:3]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", pages())
+def test_no_numpy_scalar_reprs(site, page):
+    _, main = soup_of(site, page)
+    text = main.get_text(" ")
+    hits = sorted(set(re.findall(r"np\.(?:float|int)\d+\([^)]{0,40}\)?", text)))
+    assert not hits, f"{page} prints NumPy scalar reprs: {hits[:5]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", pages())
+def test_nothing_is_loaded_from_another_host(site, page):
+    soup, _ = soup_of(site, page)
+    scripts = [s["src"] for s in soup.find_all("script", src=True) if remote(s["src"])]
+    sheets = [l["href"] for l in soup.find_all("link", href=True)
+              if "stylesheet" in (l.get("rel") or []) and remote(l["href"])]
+    images = [i["src"] for i in soup.find_all("img", src=True) if remote(i["src"])]
+    assert not scripts + sheets + images, f"{page} loads from another host: {scripts + sheets + images}"
+    for s in soup.find_all("script", src=True):  # and every local script is there
+        assert (site / page).parent.joinpath(s["src"].split("?")[0]).is_file(), f"{page}: missing {s['src']}"
+
+
+@pytest.mark.slow
+def test_math_is_typeset_by_the_sites_own_mathjax(site):
+    soup, _ = soup_of(site, "book/04_math")
+    src = [s["src"] for s in soup.find_all("script", src=True) if "mathjax" in s["src"].lower()]
+    assert src and all(not remote(s) for s in src), src
+    script = (site / "book" / src[0]).resolve()
+    assert script == (site / "_static" / site_ext.MATHJAX_PATH).resolve() and script.is_file()
+    fonts = site / "_static" / "mathjax" / "es5" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert len(list(fonts.glob("*.woff"))) > 20  # CHTML loads its fonts from beside the script
+    assert (site / "_static" / "mathjax" / "LICENSE").is_file()
+
+
+@pytest.mark.slow
+def test_cjk_fonts_follow_the_themes_and_the_badge_is_local(site):
+    soup, main = soup_of(site, "book/01_background")
+    assert re.search(r"[\u4e00-\u9fff]", soup.find("h1").get_text()), "the chapter title has no Chinese"
+    css = [l["href"].split("?")[0] for l in soup.find_all("link", href=True) if "recnotes.css" in l["href"]]
+    assert css, "the book's CSS is not linked"
+    text = (site / "book" / css[0]).read_text()
+    for font in ("Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "WenQuanYi Micro Hei"):
+        assert f'"{font}"' in text, font
+    badge = [i for i in main.find_all("img") if "colab" in i.get("alt", "").lower()]
+    assert badge and not remote(badge[0]["src"]) and (site / "book" / badge[0]["src"]).is_file()
+    assert badge[0].find_parent("a")["href"].startswith("https://colab.research.google.com/github/")
+
+
+@pytest.mark.slow
+def test_intro_clone_command_uses_the_repository_url(site):
+    _, main = soup_of(site, "book/intro")
+    code = "\n".join(pre.get_text() for pre in main.find_all("pre"))
+    url = CONFIG["repository"]["url"].rstrip("/")
+    assert f"git clone {url} && cd {url.rsplit('/', 1)[1]}" in code
+    assert "{{" not in main.get_text()
+
+
+def test_repository_substitution_reads_the_theme_options():
+    config = SimpleNamespace(html_theme_options={"repository_url": "https://github.com/someone/book.git/"})
+    assert site_ext.repository(config) == ("https://github.com/someone/book.git", "book")
+    text = "git clone {{ repository_url }} && cd {{ repository_folder }}"
+    assert site_ext.substitute(text, config) == "git clone https://github.com/someone/book.git && cd book"
+    assert "{{ repository_url }}" in (ROOT / "book" / "intro.md").read_text()  # not typed by hand

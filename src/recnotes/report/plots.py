@@ -39,7 +39,7 @@ def model_colors(names) -> dict[str, tuple]:
 def glue_figure(name: str, fig) -> None:
     """Glue a figure for ``{glue:figure}`` (with its caption) and close it, so it is
     shown once, where the prose places it, not also under the plotting cell."""
-    from myst_nb import glue
+    from .glue import glue_hidden
 
-    glue(name, fig, display=False)
+    glue_hidden(name, fig)
     plt.close(fig)

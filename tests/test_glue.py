@@ -1,0 +1,50 @@
+"""recnotes.report.glue: plain numbers, and the same glue data with or without myst-nb."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from recnotes.report.glue import GLUE_PREFIX, glue, plain
+
+
+@pytest.fixture
+def shell():
+    """An IPython shell whose display outputs the test can read."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    yield InteractiveShell.instance()
+    InteractiveShell.clear_instance()
+
+
+def glued(value):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as out:
+        assert glue("x", value) is None
+    return [(o.data, o.metadata) for o in out.outputs]
+
+
+def test_plain_turns_numpy_scalars_into_python_numbers():
+    assert type(plain(np.float64(0.5))) is float and type(plain(np.int64(3))) is int
+    assert type(plain(np.array(2.0))) is float and plain("text") == "text"
+
+
+def test_glue_without_myst_nb_writes_what_myst_nb_writes(shell, monkeypatch):
+    pytest.importorskip("myst_nb")
+    with_myst_nb = glued(np.float64(0.25))
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # `import myst_nb` now fails, as on Colab
+    without = glued(np.float64(0.25))
+    assert without == with_myst_nb
+    assert without == [({GLUE_PREFIX + "text/plain": "0.25"}, {"scrapbook": {"name": "x", "mime_prefix": GLUE_PREFIX}})]
+
+
+def test_glue_outside_ipython_and_without_myst_nb_does_nothing(monkeypatch, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setattr(InteractiveShell, "initialized", classmethod(lambda cls: False))  # a plain script
+    monkeypatch.setitem(sys.modules, "myst_nb", None)
+    glue("x", 1.5)
+    assert capsys.readouterr() == ("", "")
