@@ -1,17 +1,25 @@
-"""``python -m recnotes.bench llm``: the zero-shot LLM ranker on protocol P2, timed.
+"""``python -m recnotes.bench llm``: the LLM ranker's likelihood scorers side by side, and P2.
 
-1. **Shared prefix vs naive.**  On the first ``--naive-users`` sampled users, the
-   same prompts and candidates are scored twice: once with the shared-prefix KV
-   cache (one batched pass per user) and once naively (one full prompt per
-   candidate).  Prints both times, the speed-up and the largest absolute
-   difference between the two sets of scores.
-2. **P2 run.**  ``LLMRanker[likelihood,<template>]`` ranks the 20 candidates of
-   ``--users`` sampled users (default 200; leave-one-out split of ML-100K, test
-   stage, seed 0); prints the wall time, seconds and tokens per user, and the
-   P2 metrics with bootstrap 95% intervals.  ``--listwise`` adds the list-wise
-   ranker on the same users.
+1. **Scorers on the same inputs.**  The same sampled P2 users (leave-one-out
+   split of ML-100K, test stage, seed 0), the same prompts (``--template``,
+   default ``completion``) and the same 20 candidates are scored by every path
+   of :mod:`recnotes.models.llm.likelihood`:
 
-Device: CUDA (bf16) when available, else the CPU in float32; ``--device`` overrides.
+   * ``naive``: one full prompt + title per candidate (``--naive-users`` users);
+   * ``shared``: the prompt's KV cache copied over a right-padded batch of titles;
+   * ``packed``: prompt and titles in one row, one user per pass;
+   * ``batched``: the packed rows of ``--batch-users`` users in one pass.
+
+   For each dtype (float32, and bf16 where the processor multiplies bf16
+   natively or ``--dtypes`` asks for it) it prints seconds per user, users per
+   second, the speed-up over ``shared``, and the largest difference from the
+   naive scores on the users both scored.
+2. **P2 run** (``--users N``, default 0 = skipped): ``LLMRanker`` ranks the 20
+   candidates of N users with the batched scorer; prints the cost and the P2
+   metrics with bootstrap 95% intervals.
+
+Every model load, then the timed passes, run in this one process, one after
+the other; ``--threads`` sets PyTorch's threads (default 1, as the book).
 """
 
 from __future__ import annotations
@@ -24,34 +32,56 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_movielens
-from ..data.splits import leave_one_out
-from ..device import describe_device, get_device
+from ..device import cpu_description, describe_device, get_device, native_cpu_bf16
 from ..evaluate import evaluate_candidates, sample_candidates
+from ..experiments import load_split
 from ..models.llm import HFBackend, LLMRanker, item_titles
+from ..models.llm.prompts import TEMPLATES
 
-__all__ = ["main", "compare_paths", "random_expectation"]
+__all__ = ["main", "compare_scorers", "random_expectation"]
 
 
-def compare_paths(ranker: LLMRanker, histories: list, candidates: np.ndarray) -> dict[str, float]:
-    """Score the same users with the shared-prefix and the naive path; time both."""
+def compare_scorers(ranker: LLMRanker, histories: list, candidates: np.ndarray, naive_users: int = 2,
+                    batch_users: int = 4, repeats: int = 1) -> dict:
+    """Time every scorer on the same users' prompts and candidates (best of ``repeats``)."""
     backend = ranker.backend
-    diffs, times = [], {"shared": 0.0, "naive": 0.0}
+    rows = []
     for hist, cands in zip(histories, candidates):
         hist = [int(i) for i in hist if i != 0]
         order = ranker.prompt_order(hist, cands)
-        messages = ranker.messages(hist, cands, order)
-        shown = [ranker.titles[int(cands[k])] for k in order]
-        out = {}
-        for path in ("shared", "naive"):
+        rows.append((ranker.prompt(hist, cands, order), ranker.continuations(cands, order)))
+    prompts, conts = [r[0] for r in rows], [r[1] for r in rows]
+
+    def timed(fn):
+        best, out = float("inf"), None
+        for _ in range(repeats):
             start = time.perf_counter()
-            out[path] = backend.score_continuations(messages, shown, shared_prefix=path == "shared")
-            times[path] += time.perf_counter() - start
-        diffs.append(np.abs(out["shared"] - out["naive"]).max())
-    n = len(histories)
-    return {"users": n, "shared_seconds_per_user": times["shared"] / n,
-            "naive_seconds_per_user": times["naive"] / n,
-            "speedup": times["naive"] / times["shared"], "max_abs_diff": float(max(diffs))}
+            out = fn()
+            best = min(best, time.perf_counter() - start)
+        return out, best
+
+    end = ranker.end_token
+    k = min(naive_users, len(rows))
+    results = {}
+    naive, t = timed(lambda: backend.score_batch(prompts[:k], conts[:k], "naive", end))
+    results["naive"] = {"users": k, "seconds_per_user": t / k, "scores": naive}
+    for name, scorer, step in (("shared", "shared", 1), ("packed", "packed", 1),
+                               ("batched", "packed", batch_users)):
+        def run():
+            out = []
+            for i in range(0, len(rows), step):
+                out += backend.score_batch(prompts[i:i + step], conts[i:i + step], scorer, end)
+            return out
+        scores, t = timed(run)
+        results[name] = {"users": len(rows), "seconds_per_user": t / len(rows), "scores": scores}
+    shared = results["shared"]["seconds_per_user"]
+    for name, r in results.items():
+        r["users_per_second"] = 1.0 / r["seconds_per_user"]
+        r["speedup_over_shared"] = shared / r["seconds_per_user"]
+        r["max_abs_diff_vs_naive"] = float(max(np.abs(a - b).max() for a, b in zip(r["scores"][:k], naive)))
+        del r["scores"]
+    results["batch_users"] = batch_users
+    return results
 
 
 def random_expectation(n_candidates: int = 20) -> dict[str, float]:
@@ -65,7 +95,7 @@ def random_expectation(n_candidates: int = 20) -> dict[str, float]:
             "NDCG@1": ndcg(1), "NDCG@5": ndcg(5), "NDCG@10": ndcg(10)}
 
 
-def _run(ranker: LLMRanker, split, cands) -> dict:
+def _p2(ranker: LLMRanker, split, cands) -> dict:
     ranker.reset_stats()
     result = evaluate_candidates(ranker, split, cands, stage="test", ks=(1, 5, 10))
     table = result.summary(n_bootstrap=1000, seed=0)
@@ -75,64 +105,65 @@ def _run(ranker: LLMRanker, split, cands) -> dict:
     st = ranker.stats
     return {"model": ranker.name, "users": result.n_users, "wall_seconds": result.seconds,
             "seconds_per_user": st.seconds_per_user, "tokens_per_user": st.tokens_per_user,
-            "metrics": metrics, "omitted": st.omitted, "invented": st.invented,
-            "unparsed": st.unparsed}
+            "metrics": metrics}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m recnotes.bench llm", description=__doc__.split("\n")[0])
-    p.add_argument("--users", type=int, default=200, help="P2 users (default 200)")
-    p.add_argument("--naive-users", type=int, default=5,
-                   help="users for the shared-prefix vs naive comparison (default 5)")
-    p.add_argument("--template", default="sequential", choices=["sequential", "recency", "in_context"])
+    p.add_argument("--speed-users", type=int, default=16, help="users for the scorer comparison (default 16)")
+    p.add_argument("--naive-users", type=int, default=2, help="of them, scored naively too (default 2)")
+    p.add_argument("--batch-users", type=int, default=4, help="users per packed pass (default 4)")
+    p.add_argument("--repeats", type=int, default=2, help="time each scorer this many times, keep the best")
+    p.add_argument("--template", default="completion", choices=list(TEMPLATES))
+    p.add_argument("--dtypes", nargs="*", default=None,
+                   help="float32 and/or bfloat16 (default: float32, plus bfloat16 on CUDA or a CPU with native bf16)")
+    p.add_argument("--users", type=int, default=0, help="also rank this many P2 users (default 0: skip)")
     p.add_argument("--max-history", type=int, default=10)
-    p.add_argument("--listwise", action="store_true", help="also run the list-wise ranker")
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    split = leave_one_out(load_movielens("ml-100k"))
-    cands = sample_candidates(split, n_users=args.users, n_negatives=19, seed=0, stage="test")
+    torch.set_num_threads(args.threads)
     device = get_device(args.device)
-    start = time.perf_counter()
-    backend = HFBackend.from_pretrained(device=device)
-    load_s = time.perf_counter() - start
+    dtypes = args.dtypes or (["float32", "bfloat16"] if device.type == "cuda" or native_cpu_bf16()
+                             else ["float32"])
+    split = load_split("ml-100k")
     titles = item_titles(split.data)
-    print(f"device: {describe_device(device)}, {backend!r}, loaded in {load_s:.1f} s, "
-          f"torch threads {torch.get_num_threads()}")
-    out: dict = {"device": describe_device(device), "model": backend.name, "load_seconds": load_s,
-                 "users": int(len(cands.users)), "template": args.template,
-                 "max_history": args.max_history}
-
-    ranker = LLMRanker(backend, titles, "likelihood", args.template, args.max_history, progress=True)
+    n = max(args.speed_users, args.users)
+    cands = sample_candidates(split, n_users=n, n_negatives=19, seed=0, stage="test")
     hist = split.histories("test")
-    k = min(args.naive_users, len(cands.users))
-    if k > 0:
-        cmp = compare_paths(ranker, [hist[u] for u in cands.users[:k]], cands.items[:k])
-        out["shared_vs_naive"] = cmp
-        print(f"shared prefix vs naive on the same {k} users: "
-              f"{cmp['shared_seconds_per_user']:.2f} s vs {cmp['naive_seconds_per_user']:.2f} s per user, "
-              f"speed-up {cmp['speedup']:.1f}x, max |diff| {cmp['max_abs_diff']:.2e}")
-
+    print(f"recnotes bench llm: {describe_device(device)} ({cpu_description()}), torch threads "
+          f"{torch.get_num_threads()}, template {args.template}, {args.speed_users} users x "
+          f"{cands.items.shape[1]} candidates")
+    out: dict = {"device": describe_device(device), "cpu": cpu_description(), "threads": torch.get_num_threads(),
+                 "template": args.template, "speed_users": args.speed_users, "dtypes": {}}
+    for dtype in dtypes:
+        start = time.perf_counter()
+        backend = HFBackend.from_pretrained(device=device, dtype=getattr(torch, dtype))
+        ranker = LLMRanker(backend, titles, "likelihood", args.template, args.max_history,
+                           batch_users=args.batch_users)
+        users = cands.users[:args.speed_users]
+        cmp = compare_scorers(ranker, [hist[u] for u in users], cands.items[:args.speed_users],
+                              args.naive_users, args.batch_users, args.repeats)
+        cmp["load_seconds"] = time.perf_counter() - start
+        out["dtypes"][dtype] = cmp
+        print(f"\n{dtype}:  scorer   s/user  users/s  x shared  max |diff| vs naive")
+        for name in ("naive", "shared", "packed", "batched"):
+            r = cmp[name]
+            label = f"batched ({args.batch_users}/pass)" if name == "batched" else name
+            print(f"  {label:18s} {r['seconds_per_user']:6.2f} {r['users_per_second']:8.2f} "
+                  f"{r['speedup_over_shared']:8.2f}  {r['max_abs_diff_vs_naive']:.1e}"
+                  + (f"   ({r['users']} users)" if name == "naive" else ""))
+        if args.users:
+            res = _p2(ranker, split, type(cands)(cands.users[:args.users], cands.items[:args.users],
+                                                  cands.target_pos[:args.users], cands.stage, cands.seed))
+            out.setdefault("p2", {})[dtype] = res
+            print(f"  P2, {res['users']} users: {res['seconds_per_user']:.2f} s/user, "
+                  f"{res['tokens_per_user']:.0f} tokens/user")
+            for name, (v, lo, hi) in res["metrics"].items():
+                print(f"    {name:8s} {v:.4f}  [{lo:.4f}, {hi:.4f}]")
     chance = random_expectation(cands.items.shape[1])
     out["random_expectation"] = chance
-    print("random ranker (exact expectation): " + ", ".join(f"{k} {v:.4f}" for k, v in chance.items()))
-    runs = [ranker]
-    if args.listwise:
-        runs.append(LLMRanker(backend, titles, "listwise", args.template, args.max_history, progress=True))
-    out["runs"] = []
-    for r in runs:
-        res = _run(r, split, cands)
-        out["runs"].append(res)
-        print(f"{res['model']}: {res['users']} users in {res['wall_seconds']:.1f} s "
-              f"({res['seconds_per_user']:.2f} s/user, {res['tokens_per_user']:.0f} tokens/user)")
-        for name, (v, lo, hi) in res["metrics"].items():
-            print(f"  {name:8s} {v:.4f}  [{lo:.4f}, {hi:.4f}]")
-        if r.method == "listwise":
-            print(f"  omitted {res['omitted']}, invented {res['invented']}, unparsed answers {res['unparsed']}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0

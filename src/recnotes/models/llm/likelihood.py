@@ -15,8 +15,9 @@ with a block attention mask (the prompt is causal; each candidate sees the
 prompt and its own earlier tokens, never another candidate) and positions
 that restart after the prompt for every candidate.  Every token is computed
 once: no cache is copied per candidate, no candidate is padded to the longest
-one, and the output layer runs only where a log-probability is read (the
-prompt's last token, and each candidate's tokens but its last).  Several
+one, a candidate's last token is not fed (its state would predict nothing that
+is scored), and the output layer runs only where a log-probability is read
+(the prompt's last token once, and each candidate's fed tokens).  Several
 users' rows form one batch, right-padded.
 
 :func:`score_naive` is the slow reference: one full ``prompt + continuation``
@@ -127,9 +128,10 @@ def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def _packed_rows(batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], pad_id: int,
-                 dtype: torch.dtype, device: torch.device):
-    """Token ids, positions and the additive block mask of one packed batch, and each row's spans."""
+def _packed_rows(batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]):
+    """Each user's packed row: its prompt, then every continuation but its last token (whose
+    state is never read); returns ``(ids, positions, prompt length, spans)`` per row, a span
+    being ``(start, number of input tokens)`` of one continuation."""
     rows = []
     for prefix, conts in batch:
         if len(prefix) == 0:
@@ -138,27 +140,29 @@ def _packed_rows(batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
             raise ValueError("every continuation needs at least one token")
         ids, pos, spans = list(prefix), list(range(len(prefix))), []
         for c in conts:
-            spans.append((len(ids), len(c)))
-            ids += list(c)
-            pos += range(len(prefix), len(prefix) + len(c))
+            fed = list(c[:-1])
+            spans.append((len(ids), len(fed)))
+            ids += fed
+            pos += range(len(prefix), len(prefix) + len(fed))
         rows.append((ids, pos, len(prefix), spans))
-    length = max(len(r[0]) for r in rows)
-    ids_t = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    pos_t = torch.zeros((len(rows), length), dtype=torch.long)
+    return rows
+
+
+def _dense_mask(rows, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """The additive ``[B, 1, L, L]`` block mask of packed rows.  (Attention computed block by
+    block, without the masked pairs, was slower than this dense mask on a CPU, at the prompt
+    lengths of the book.)"""
     allow = torch.zeros((len(rows), length, length), dtype=torch.bool)
     causal = torch.ones(length, length, dtype=torch.bool).tril()
-    for r, (ids, pos, p, spans) in enumerate(rows):
-        n = len(ids)
-        ids_t[r, :n] = torch.tensor(ids)
-        pos_t[r, :n] = torch.tensor(pos)
+    for r, (ids, _, p, spans) in enumerate(rows):
         allow[r, :p, :p] = causal[:p, :p]
         for start, size in spans:
             allow[r, start:start + size, :p] = True
             allow[r, start:start + size, start:start + size] = causal[:size, :size]
-        pad = torch.arange(n, length)
+        pad = torch.arange(len(ids), length)
         allow[r, pad, pad] = True  # padding sees itself only (no empty softmax row)
     mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)
-    return ids_t.to(device), pos_t.to(device), mask[:, None].to(device), rows
+    return mask[:, None]
 
 
 @torch.no_grad()
@@ -169,25 +173,37 @@ def score_packed(model: torch.nn.Module, batch: Sequence[tuple[Sequence[int], Se
     if len(batch) == 0:
         return []
     decoder, head = decoder_and_head(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dtype = next(model.parameters()).dtype
-    ids, pos, mask, rows = _packed_rows(batch, pad_id, dtype, device)
+    rows = _packed_rows(batch)
+    length = max(len(r[0]) for r in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), length), dtype=torch.long)
+    for r, (row_ids, row_pos, _, _) in enumerate(rows):
+        ids[r, :len(row_ids)] = torch.tensor(row_ids)
+        pos[r, :len(row_pos)] = torch.tensor(row_pos)
+    ids, pos = ids.to(device), pos.to(device)
+    mask = _dense_mask(rows, length, dtype).to(device)
     hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
-    # gather every hidden state whose next token is scored: the prompt's last, then each
-    # candidate's tokens but its last; the targets are the tokens that follow them
+    # the output layer runs on each prompt's last state once, and on every fed candidate token
+    first = head(hidden[torch.arange(len(rows), device=device), torch.tensor([r[2] - 1 for r in rows], device=device)])
+    first_lp = torch.log_softmax(first.float(), dim=-1)
     where_row, where_col, targets = [], [], []
-    for r, (row_ids, _, p, spans) in enumerate(rows):
-        for start, size in spans:
-            cols = [p - 1] + list(range(start, start + size - 1))
+    for r, ((prefix, conts), (_, _, _, spans)) in enumerate(zip(batch, rows)):
+        for c, (start, size) in zip(conts, spans):
             where_row += [r] * size
-            where_col += cols
-            targets += row_ids[start:start + size]
-    selected = hidden[torch.tensor(where_row, device=device), torch.tensor(where_col, device=device)]
-    token_lp = _token_logprobs(head(selected), torch.tensor(targets, device=device)).double().cpu().numpy()
+            where_col += range(start, start + size)
+            targets += list(c[1:])
+    rest = torch.empty(0, dtype=torch.float64)
+    if targets:
+        selected = hidden[torch.tensor(where_row, device=device), torch.tensor(where_col, device=device)]
+        rest = _token_logprobs(head(selected), torch.tensor(targets, device=device)).double().cpu()
     out, cursor = [], 0
-    for _, _, _, spans in rows:
-        sizes = np.asarray([size for _, size in spans], dtype=np.int64)
-        ends = cursor + np.cumsum(sizes)
-        sums = np.add.reduceat(token_lp[cursor:ends[-1]], np.concatenate([[0], np.cumsum(sizes)[:-1]]))
-        out.append((sums.astype(np.float64), sizes.astype(np.float64)))
-        cursor = int(ends[-1])
+    for r, ((prefix, conts), (_, _, _, spans)) in enumerate(zip(batch, rows)):
+        firsts = first_lp[r, torch.tensor([c[0] for c in conts], device=device)].double().cpu()
+        sums = np.empty(len(conts))
+        for k, (_, size) in enumerate(spans):
+            sums[k] = float(firsts[k]) + float(rest[cursor:cursor + size].sum())
+            cursor += size
+        out.append((sums, np.asarray([len(c) for c in conts], dtype=np.float64)))
     return out
