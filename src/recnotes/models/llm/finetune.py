@@ -25,10 +25,12 @@ stops at the lowest of them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -97,6 +99,15 @@ def training_examples(split: "Split", n: int, max_history: int = 10,
     return out
 
 
+@contextlib.contextmanager
+def _quiet_peft():
+    """peft calls a transformers method that transformers 5 marks as deprecated: not our warning
+    to show on every page that fine-tunes."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 class FineTunedLLMRanker(LLMRanker):
     """An :class:`LLMRanker` (likelihood, ``completion`` template) whose model gets LoRA adapters
     trained by :meth:`fit` (see the module docstring)."""
@@ -134,20 +145,23 @@ class FineTunedLLMRanker(LLMRanker):
         config = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, bias="none",
                             target_modules=list(s.targets),
                             layers_to_transform=list(range(n_layers - s.layers, n_layers)))
-        self.backend.model = get_peft_model(model, config)
+        with _quiet_peft():
+            self.backend.model = get_peft_model(model, config)
         self.backend.model.eval()
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """The adapters' weights (the only trained ones)."""
         from peft import get_peft_model_state_dict
 
-        return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(self.backend.model).items()}
+        state = get_peft_model_state_dict(self.backend.model, save_embedding_layers=False)
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
     def load_adapters(self, path: str | Path, examples: int | None = None) -> "FineTunedLLMRanker":
         """Load adapters saved by :meth:`save_adapters` (or kept by :meth:`fit`)."""
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(self.backend.model, load_file(str(path)))
+        with _quiet_peft():
+            set_peft_model_state_dict(self.backend.model, load_file(str(path)))
         self.backend.model.eval()
         if examples is not None:
             self.examples_seen = examples
@@ -281,8 +295,9 @@ class FineTunedLLMRanker(LLMRanker):
             move_aside(folder / "last.json", "the fine-tuning checkpoint", f"{type(err).__name__}: {err}",
                        then="fine-tuning from the first example")
             return None
-        set_peft_model_state_dict(self.backend.model,
-                                  {k[8:]: v for k, v in tensors.items() if k.startswith("adapter.")})
+        with _quiet_peft():
+            set_peft_model_state_dict(self.backend.model,
+                                      {k[8:]: v for k, v in tensors.items() if k.startswith("adapter.")})
         state: dict = {}
         for key, value in tensors.items():
             if key.startswith("opt."):

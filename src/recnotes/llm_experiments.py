@@ -1,0 +1,426 @@
+"""The book's LLM work as cached experiments: zero-shot scores, LoRA fine-tuning, re-ranking.
+
+Ranking protocol P2's users with a language model is the book's costliest step,
+so, like a trained model, each LLM run is a frozen config whose result is stored
+in the experiment cache (``cache_dir()/experiments/<key>/``, keyed by the
+config, the data, the model and the recnotes version) and computed once:
+
+* :class:`LoRAConfig`: LoRA adapters fine-tuned on the training sequences
+  (:class:`~recnotes.models.llm.finetune.FineTunedLLMRanker`), kept after each
+  size of the learning curve;
+* :class:`LLMScoresConfig`: the scores a ranker (zero-shot with a template, or
+  with the adapters of a :class:`LoRAConfig` after some number of examples)
+  gives to a candidate set of the profile's P2 users: protocol P2's candidates
+  (and, for the watched-first probe, one film each user watched), or GPTRec's
+  top 20 of the whole catalogue (retrieve, then re-rank).
+
+``python -m recnotes.llm_experiments TASK`` computes one of :data:`TASKS` into
+the cache: the book's executor runs them as lane tasks beside the trainings,
+and chapter 6 then reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .assets import cache_dir
+from .device import get_device
+from .evaluate import Candidates, sample_candidates
+from .experiments import ExperimentConfig, GPTRecConfig, _locked, data_fingerprint, load_split, run
+from .models.base import Recommender
+from .profiles import get_profile, resolve_profile
+from .safeio import file_sha256, move_aside, write_atomic
+
+__all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS", "lora_run", "llm_scores",
+           "watched_candidates", "gptrec_top", "task_config", "main"]
+
+#: examples of the fine-tuning run per profile (the learning curve's sizes are capped to it)
+_EXAMPLES = {"full": 1024, "ci": 16, "smoke": 4}
+
+
+@dataclass(frozen=True)
+class LoRAConfig(ExperimentConfig):
+    """Fine-tune the LLM with LoRA adapters (see :class:`~recnotes.models.llm.finetune.LoRASettings`)."""
+
+    llm_model: str | None = None
+    rank: int = 8
+    alpha: float = 16.0
+    layers: int = 8
+    n_examples: int = 1024
+    keep: tuple[int, ...] = (64, 256, 1024)
+    batch_size: int = 8
+    lr: float = 1e-3
+    max_history: int = 10
+
+    def settings(self):
+        """The fine-tuning settings, with the profile's cap on the number of examples."""
+        from .models.llm.finetune import LoRASettings
+
+        n = min(self.n_examples, _EXAMPLES[get_profile(self.profile).name])
+        keep = tuple(sorted({min(k, n) for k in self.keep}))
+        return LoRASettings(rank=self.rank, alpha=self.alpha, layers=self.layers, n_examples=n, keep=keep,
+                            batch_size=min(self.batch_size, n), lr=self.lr, max_history=self.max_history,
+                            seed=self.seed)
+
+
+@dataclass(frozen=True)
+class LLMScoresConfig(ExperimentConfig):
+    """Scores of an LLM ranker on a candidate set of the profile's P2 users (test stage).
+
+    ``candidates``: ``"P2"`` (protocol P2: the target and 19 unwatched films, seeded) or
+    ``"GPTRec-top20"`` (the 20 films GPTRec, default config and seed 0, ranks highest in the
+    whole catalogue, seen films masked).  With ``watched`` the ranker also scores, per user,
+    one film they watched recently (the watched-first probe), as a 21st continuation.
+    """
+
+    llm_model: str | None = None
+    template: str = "completion"
+    max_history: int = 10
+    candidates: str = "P2"
+    watched: bool = False
+    lora: LoRAConfig | None = None
+    lora_examples: int | None = None  # which kept adapters (None: after all the examples)
+    n_users: int | None = None  # default: the profile's P2 users
+    batch_users: int = 1
+
+
+@dataclass
+class LLMScores:
+    """A stored LLM ranking: per user, the candidates and their scores (higher = better)."""
+
+    config: LLMScoresConfig
+    name: str
+    users: np.ndarray  # [n]
+    items: np.ndarray  # [n, c]
+    scores: np.ndarray  # [n, c]
+    target_pos: np.ndarray  # [n]; -1 where the target is not among the candidates
+    watched_items: np.ndarray | None = None  # [n]
+    watched_scores: np.ndarray | None = None  # [n]
+    stats: dict = field(default_factory=dict)
+    cached: bool = False
+
+    def model(self) -> "CachedScores":
+        """A model that answers ``score_candidates`` with these scores (for the evaluators)."""
+        return CachedScores(self)
+
+    def candidates(self) -> Candidates:
+        """The candidate set (P2 only: every target is among the candidates)."""
+        if (self.target_pos < 0).any():
+            raise ValueError("some targets are not among these candidates (a re-ranking run)")
+        return Candidates(self.users, self.items, self.target_pos, "test", self.config.seed)
+
+
+class CachedScores(Recommender):
+    """Stored LLM scores behind the ``score_candidates`` interface; asking for other candidates
+    than the stored ones is an error."""
+
+    def __init__(self, scores: LLMScores) -> None:
+        self.stored = scores
+        self.name = scores.name
+        self._rows = {tuple(row.tolist()): i for i, row in enumerate(scores.items)}
+
+    def score_candidates(self, histories, candidates) -> torch.Tensor:
+        out = []
+        for row in np.asarray(candidates):
+            key = tuple(int(i) for i in row)
+            if key not in self._rows:
+                raise KeyError(f"{self.name}: these candidates were not scored: {key[:5]}...")
+            out.append(self.stored.scores[self._rows[key]])
+        return torch.from_numpy(np.stack(out))
+
+
+# ---------------------------------------------------------------- helpers
+def watched_candidates(histories: Sequence[Sequence[int]], candidates: np.ndarray, target_pos: Sequence[int],
+                       recent: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """For the watched-first probe: per user, one film among the last ``recent`` of their history
+    (not already a candidate), and the non-target slot it replaces (both seeded, as
+    :func:`recnotes.models.llm.probes.watched_first` draws them)."""
+    rng = np.random.default_rng(seed)
+    n = candidates.shape[1]
+    items, slots = np.empty(len(candidates), np.int64), np.empty(len(candidates), np.int64)
+    for u, (hist, t) in enumerate(zip(histories, target_pos)):
+        pool = [int(i) for i in np.asarray(hist).ravel() if i != 0][-recent:]
+        pool = [i for i in dict.fromkeys(pool) if i not in set(candidates[u].tolist())]
+        if not pool:
+            raise ValueError(f"user row {u} has no watched film to insert")
+        slots[u] = rng.choice([k for k in range(n) if k != int(t)], 1, replace=False)[0]
+        items[u] = rng.choice(pool, 1, replace=False)[0]
+    return items, slots
+
+
+def gptrec_top(split, users: np.ndarray, k: int = 20, seed: int = 0, profile: str = "full",
+               dataset: str = "ml-100k") -> tuple[np.ndarray, np.ndarray]:
+    """GPTRec's (default config) top ``k`` of the whole catalogue for ``users`` at the test stage,
+    seen films masked, and each user's target position in it (-1 when it is not there)."""
+    model = run(GPTRecConfig(dataset=dataset, seed=seed, profile=profile), split, progress=False).model
+    hist = split.histories("test")
+    scores = model.score([hist[u] for u in users]).float()
+    scores[:, 0] = float("-inf")
+    for row, u in enumerate(users):
+        seen = torch.as_tensor(np.asarray(hist[u], dtype=np.int64))
+        scores[row, seen[seen > 0]] = float("-inf")
+    top = scores.topk(k, dim=1).indices.cpu().numpy().astype(np.int64)
+    targets = split.targets("test")[users]
+    pos = np.array([int(np.flatnonzero(row == t)[0]) if t in row else -1 for row, t in zip(top, targets)])
+    return top, pos
+
+
+def _users(config: ExperimentConfig) -> int:
+    return config.n_users if getattr(config, "n_users", None) else get_profile(config.profile).p2_users
+
+
+def _key(config: ExperimentConfig, split) -> str:
+    """The cache key: config (with the profile in force), data, recnotes version, and the device
+    and precision the LLM runs in (bf16 and float32 give slightly different scores)."""
+    import hashlib
+
+    from .device import inference_dtype
+
+    device = get_device(None)
+    blob = json.dumps({"kind": type(config).__name__,
+                       "config": asdict(replace(config, profile=get_profile(config.profile).name)),
+                       "data": data_fingerprint(split), "version": __version__, "device": device.type,
+                       "dtype": str(inference_dtype(device))}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _backend(llm_model: str | None):
+    from .models.llm import load_backend
+
+    return load_backend(llm_model)
+
+
+# ---------------------------------------------------------------- LoRA
+@dataclass
+class LoRARun:
+    config: LoRAConfig
+    folder: Path
+    history: list
+    train_seconds: float
+    examples: int
+    trainable_parameters: int
+    cached: bool
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.train_seconds if self.train_seconds else float("nan")
+
+    def adapters(self, examples: int | None = None) -> Path:
+        """The adapters' file after ``examples`` examples (default: all of them)."""
+        n = self.examples if examples is None else examples
+        path = self.folder / f"adapter-{n}.safetensors"
+        if not path.is_file():
+            kept = sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("adapter-*.safetensors"))
+            raise FileNotFoundError(f"no adapters after {n} examples in {self.folder} (kept: {kept})")
+        return path
+
+
+def lora_run(config: LoRAConfig, split=None, progress: bool = True) -> LoRARun:
+    """Fine-tune (or load from the cache) the adapters of ``config``."""
+    from .models.llm import item_titles
+    from .models.llm.finetune import FineTunedLLMRanker
+
+    split = split if split is not None else load_split(config.dataset)
+    folder = cache_dir() / "experiments" / f"lora-{_key(config, split)}"
+    with _locked(folder):
+        meta_path = folder / "run.json"
+        if meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+                for name, digest in meta["sha256"].items():
+                    if file_sha256(folder / name) != digest:
+                        raise ValueError(f"{name} does not match the checksum in run.json")
+                return LoRARun(config, folder, meta["history"], meta["train_seconds"], meta["examples"],
+                               meta["trainable_parameters"], True)
+            except Exception as err:  # noqa: BLE001 - retrain what cannot be read
+                move_aside(folder, "the cached LoRA adapters", f"{type(err).__name__}: {err}")
+        settings = config.settings()
+        ranker = FineTunedLLMRanker(_backend(config.llm_model), item_titles(split.data), settings)
+        ranker.fit(split, checkpoint_dir=folder / "checkpoint", progress=progress)
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in settings.keep:
+            src = folder / "checkpoint" / f"adapter-{k}.safetensors"
+            write_atomic(folder / src.name, lambda tmp, src=src: tmp.write_bytes(src.read_bytes()))
+        kept = [f"adapter-{k}.safetensors" for k in settings.keep]
+        meta = {"config": asdict(config), "history": ranker.history, "train_seconds": ranker.train_seconds,
+                "examples": settings.n_examples, "trainable_parameters": ranker.trainable_parameters(),
+                "recnotes_version": __version__, "sha256": {n: file_sha256(folder / n) for n in kept}}
+        write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+        import shutil
+
+        shutil.rmtree(folder / "checkpoint", ignore_errors=True)
+        return LoRARun(config, folder, ranker.history, ranker.train_seconds, settings.n_examples,
+                       meta["trainable_parameters"], False)
+
+
+# ---------------------------------------------------------------- scores
+def _ranker(config: LLMScoresConfig, titles):
+    from .models.llm import LLMRanker
+    from .models.llm.finetune import FineTunedLLMRanker
+
+    backend = _backend(config.llm_model)
+    if config.lora is None:
+        return LLMRanker(backend, titles, "likelihood", config.template, config.max_history,
+                         seed=config.seed, batch_users=config.batch_users), backend
+    if config.template != "completion":
+        raise ValueError("the fine-tuned ranker uses the completion template")
+    trained = lora_run(config.lora)
+    ranker = FineTunedLLMRanker(backend, titles, config.lora.settings(), seed=config.seed,
+                                batch_users=config.batch_users)
+    examples = config.lora_examples or trained.examples
+    ranker.load_adapters(trained.adapters(examples), examples=examples)
+    return ranker, ranker.backend
+
+
+def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True) -> LLMScores:
+    """Score (or load from the cache) the candidates of ``config``."""
+    from .models.llm import item_titles
+
+    split = split if split is not None else load_split(config.dataset)
+    folder = cache_dir() / "experiments" / f"llm-{_key(config, split)}"
+    with _locked(folder):
+        cached = _load_scores(config, folder)
+        if cached is not None:
+            return cached
+        n_users = _users(config)
+        p2 = sample_candidates(split, n_users=n_users, seed=config.seed)
+        users = p2.users
+        if config.candidates == "P2":
+            items, target_pos = p2.items, p2.target_pos
+        elif config.candidates == "GPTRec-top20":
+            items, target_pos = gptrec_top(split, users, 20, config.seed, config.profile, config.dataset)
+        else:
+            raise ValueError(f"candidates must be 'P2' or 'GPTRec-top20', not {config.candidates!r}")
+        hist = split.histories("test")
+        histories = [hist[u] for u in users]
+        titles = item_titles(split.data)
+        ranker, backend = _ranker(config, titles)
+        ranker.progress = progress
+        watched_items = watched_slots = None
+        scored_items = items
+        if config.watched:
+            if config.template != "completion":
+                raise ValueError("the watched film is scored on its own: completion template only")
+            watched_items, watched_slots = watched_candidates(histories, items, target_pos, seed=config.seed)
+            scored_items = np.concatenate([items, watched_items[:, None]], axis=1)
+        start = time.perf_counter()
+        scores = ranker.score_candidates(histories, scored_items).numpy()
+        seconds = time.perf_counter() - start
+        st = ranker.stats
+        stats = {"seconds": seconds, "users": len(users), "seconds_per_user": seconds / len(users),
+                 "prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
+                 "tokens_per_user": st.tokens_per_user, "device": str(backend.device),
+                 "dtype": str(next(backend.model.parameters()).dtype).removeprefix("torch."),
+                 "threads": torch.get_num_threads(), "model": backend.name,
+                 "parameters": sum(p.numel() for p in backend.model.parameters())}
+        result = LLMScores(config, ranker.name, users, items, scores[:, :items.shape[1]], target_pos,
+                           watched_items, scores[:, -1] if config.watched else None, stats, False)
+        if config.watched:
+            result.stats["watched_slots"] = watched_slots.tolist()
+        _store_scores(result, folder)
+        return result
+
+
+def _store_scores(result: LLMScores, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"users": result.users, "items": result.items, "scores": result.scores, "target_pos": result.target_pos}
+    if result.watched_items is not None:
+        arrays.update(watched_items=result.watched_items, watched_scores=result.watched_scores)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    write_atomic(folder / "scores.npz", write)
+    meta = {"config": asdict(result.config), "name": result.name, "stats": result.stats,
+            "recnotes_version": __version__, "sha256": file_sha256(folder / "scores.npz")}
+    write_atomic(folder / "run.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))
+
+
+def _load_scores(config: LLMScoresConfig, folder: Path) -> LLMScores | None:
+    if not (folder / "run.json").is_file():
+        return None
+    try:
+        meta = json.loads((folder / "run.json").read_text())
+        if file_sha256(folder / "scores.npz") != meta["sha256"]:
+            raise ValueError("scores.npz does not match the checksum in run.json")
+        with np.load(folder / "scores.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as err:  # noqa: BLE001 - recompute what cannot be read
+        move_aside(folder, "the cached LLM scores", f"{type(err).__name__}: {err}", then="scoring again")
+        return None
+    return LLMScores(config, meta["name"], arrays["users"], arrays["items"], arrays["scores"], arrays["target_pos"],
+                     arrays.get("watched_items"), arrays.get("watched_scores"), meta["stats"], True)
+
+
+# ---------------------------------------------------------------- tasks
+def _lora(**kw) -> Callable[..., LoRAConfig]:
+    return lambda dataset, seed, profile, llm_model=None: LoRAConfig(dataset=dataset, seed=seed, profile=profile,
+                                                                     llm_model=llm_model, **kw)
+
+
+def _scores(lora: bool = False, lora_examples: int | None = None, **kw) -> Callable[..., LLMScoresConfig]:
+    def make(dataset, seed, profile, llm_model=None):
+        adapters = LoRAConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model) if lora else None
+        examples = None if adapters is None or lora_examples is None else \
+            min(lora_examples, adapters.settings().n_examples)
+        return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model, lora=adapters,
+                               lora_examples=examples, **kw)
+    return make
+
+
+#: the LLM runs of chapter 6, by name (the executor's lane tasks are ``llm:<name>``)
+TASKS: dict[str, Callable[..., ExperimentConfig]] = {
+    "zero-shot-completion": _scores(template="completion", watched=True),
+    "zero-shot-chat": _scores(template="recency"),
+    "lora": _lora(),
+    "lora-64": _scores(lora=True, lora_examples=64),
+    "lora-256": _scores(lora=True, lora_examples=256),
+    "lora-1024": _scores(lora=True, lora_examples=1024, watched=True),
+    "rerank-gptrec": _scores(lora=True, lora_examples=1024, candidates="GPTRec-top20"),
+}
+
+
+def task_config(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
+                llm_model: str | None = None) -> ExperimentConfig:
+    """The config of the named task (see :data:`TASKS`)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown LLM task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name](dataset, seed, resolve_profile(profile), llm_model)
+
+
+def compute(config: ExperimentConfig, progress: bool = True):
+    """Run a task's config: adapters for a :class:`LoRAConfig`, scores for a :class:`LLMScoresConfig`."""
+    return lora_run(config, progress=progress) if isinstance(config, LoRAConfig) else llm_scores(config, progress=progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recnotes.llm_experiments",
+                                     description="Compute one of chapter 6's LLM runs into the experiment cache.")
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default=None, help="full | ci | smoke (default: $RECNOTES_PROFILE or full)")
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--llm-model", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = task_config(args.task, args.dataset, args.seed, args.profile, args.llm_model)
+    start = time.perf_counter()
+    result = compute(config, progress=False)
+    print(f"llm:{args.task} ({config.profile}): {'loaded' if result.cached else 'computed'} in "
+          f"{time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
