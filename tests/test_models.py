@@ -144,3 +144,21 @@ def test_empty_training_matrix_is_a_clear_error():
         ItemKNN().fit(empty)
     with pytest.raises(ValueError, match="no training data"):
         GPTRec(dim=8, n_heads=2, max_len=5, train_config=TrainConfig(max_epochs=1)).fit(empty, progress=False)
+
+
+def test_random_ranks_each_user_the_same_whatever_the_batch_or_order():
+    from recnotes.data import load_movielens
+    from recnotes.data.splits import leave_one_out
+    from recnotes.evaluate import evaluate_candidates, sample_candidates
+    from recnotes.models import Random
+
+    split = leave_one_out(load_movielens())
+    cands = sample_candidates(split, n_users=30, seed=0)
+    one = evaluate_candidates(Random(seed=0).fit(split), split, cands, batch_size=7)
+    model = Random(seed=0).fit(split)
+    model.score(split.histories("test")[:5])  # earlier calls change nothing
+    other = evaluate_candidates(model, split, cands, batch_size=30)
+    assert np.array_equal(one.ranks, other.ranks)
+    assert not np.array_equal(one.ranks, evaluate_candidates(Random(seed=1).fit(split), split, cands).ranks)
+    scores = model.score(split.histories("test")[:3])
+    assert torch.equal(scores[1], model.score(split.histories("test")[1:2])[0])

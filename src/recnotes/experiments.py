@@ -136,10 +136,18 @@ class GPTRecConfig(NeuralConfig):
     dropout: float = 0.3
     ffn_mult: int = 4
     attn_dropout: float = 0.0
+    item_init: str = "random"  # or "text": item embeddings start from the pinned sentence encoder
 
     def build(self) -> Recommender:
+        if self.item_init not in ("random", "text"):
+            raise ValueError(f"item_init must be 'random' or 'text', not {self.item_init!r}")
+        vectors = None
+        if self.item_init == "text":
+            from .models.text import encode_items, load_encoder
+
+            vectors = encode_items(load_split(self.dataset).data.item_meta, load_encoder())
         return GPTRec(self.dim, self.n_layers, self.n_heads, self.max_len, self.dropout,
-                      self.ffn_mult, self.attn_dropout, train_config=self.train_config())
+                      self.ffn_mult, self.attn_dropout, train_config=self.train_config(), item_vectors=vectors)
 
 
 #: the benchmark's models, in table order, with their tuned defaults

@@ -149,7 +149,7 @@ class GPTRec(SequenceRecommender):
 
     def __init__(self, dim: int = 64, n_layers: int = 2, n_heads: int = 2, max_len: int = 50,
                  dropout: float = 0.3, ffn_mult: int = 4, attn_dropout: float = 0.0,
-                 train_config=None) -> None:
+                 train_config=None, item_vectors: np.ndarray | None = None) -> None:
         super().__init__(train_config)
         if max_len < 2:
             raise ValueError(f"max_len must be >= 2 (a position needs a predecessor), got {max_len}")
@@ -162,10 +162,12 @@ class GPTRec(SequenceRecommender):
         self.dim, self.n_layers, self.n_heads = dim, n_layers, n_heads
         self.max_len, self.dropout, self.ffn_mult = max_len, dropout, ffn_mult
         self.attn_dropout = attn_dropout
+        self.item_vectors = item_vectors  # text vectors to start the item embeddings from, or None
 
     def config(self) -> dict:
         return dict(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, max_len=self.max_len,
-                    dropout=self.dropout, ffn_mult=self.ffn_mult, attn_dropout=self.attn_dropout)
+                    dropout=self.dropout, ffn_mult=self.ffn_mult, attn_dropout=self.attn_dropout,
+                    text_init=self.item_vectors is not None)
 
     def build(self, n_items: int) -> None:
         """Create embedding, blocks and final LayerNorm for ``n_items`` real items."""
@@ -176,6 +178,13 @@ class GPTRec(SequenceRecommender):
             for _ in range(self.n_layers))
         self.ln_f = nn.LayerNorm(self.dim)
         self.apply(_init_weights)
+        if self.item_vectors is not None:  # start from the text encoder's view of each item
+            from .text import projected_item_embeddings
+
+            if len(self.item_vectors) != n_items + 1:
+                raise ValueError(f"item_vectors has {len(self.item_vectors)} rows, expected {n_items + 1}")
+            with torch.no_grad():
+                self.embedding.item.weight.copy_(projected_item_embeddings(self.item_vectors, self.dim))
 
     def hidden(self, seqs: torch.Tensor, return_attention: bool = False):
         """Final hidden states ``[b, L, dim]`` (and per-layer attention weights if asked)."""

@@ -1,7 +1,14 @@
-"""Random: uniformly random scores, the chance level of every metric."""
+"""Random: uniformly random scores, the chance level of every metric.
+
+Each history's scores are drawn from a generator seeded by the model's seed and
+the history itself (and, for ``score_candidates``, the candidates), so a user
+gets the same random ranking whatever the batch, the order of the calls or the
+chapter: Random ranks the same P2 candidates identically everywhere.
+"""
 
 from __future__ import annotations
 
+import zlib
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -15,23 +22,35 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Random"]
 
 
+def _row_rng(seed: int, *parts: np.ndarray) -> np.random.Generator:
+    key = b"|".join(np.ascontiguousarray(p, dtype=np.int64).tobytes() for p in parts)
+    return np.random.default_rng([seed, zlib.crc32(key)])
+
+
 class Random(Recommender):
-    """Scores drawn from a seeded generator: reproducible chance level."""
+    """Seeded uniform scores per history: a reproducible chance level."""
 
     name = "Random"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self._gen: torch.Generator | None = None
 
     def fit(self, split: "Split") -> "Random":
-        """Only remembers the catalogue size and resets the generator."""
+        """Only remembers the catalogue size."""
         self.n_items = split.n_items
-        self._gen = torch.Generator().manual_seed(self.seed)
         return self
 
     def score(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        """Uniform random scores ``[b, n_items + 1]``."""
+        """Uniform random scores ``[b, n_items + 1]``, a function of (seed, history)."""
         n = self._require_fitted()
-        check_histories(histories, n)
-        return torch.rand(len(histories), n + 1, generator=self._gen)
+        hs = check_histories(histories, n)
+        rows = [_row_rng(self.seed, h).random(n + 1, dtype=np.float32) for h in hs]
+        return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, n + 1)
+
+    def score_candidates(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> torch.Tensor:
+        """Uniform random scores ``[b, c]``, a function of (seed, history, candidates)."""
+        n = self._require_fitted()
+        hs = check_histories(histories, n)
+        cands = np.asarray(candidates, dtype=np.int64)
+        rows = [_row_rng(self.seed, h, c).random(len(c)) for h, c in zip(hs, cands)]
+        return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(cands.shape, dtype=torch.float64)

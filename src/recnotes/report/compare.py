@@ -1,0 +1,128 @@
+"""Tables that compare models, formatted for a reader: three significant digits, intervals in a
+column of their own, p-values that say "< 1e-4" at the permutation test's floor, no index-name row.
+
+* :func:`accuracy_table`: one row per model, each metric with its bootstrap 95% interval;
+* :func:`paired_table`: one model against others on the same users (mean difference, its
+  interval, the sign-flip permutation p-value, Holm's correction over the comparisons);
+* :func:`verdict`: a sentence that its own paired test supports ("significantly better",
+  "no significant difference", ...).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..evaluate.uncertainty import bootstrap_ci, paired_test
+
+__all__ = ["fmt", "fmt_p", "fmt_ci", "accuracy_table", "paired_table", "holm", "verdict", "tidy"]
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits, thousands separated (``0.105``, ``1,234``)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if x == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(x)))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{x:,.{decimals}f}" if magnitude >= digits - 1 else f"{x:.{decimals}f}"
+
+
+def fmt_p(p: float, n_perm: int = 10_000) -> str:
+    """A p-value: ``"< 1e-4"`` at the floor of a permutation test with ``n_perm`` draws
+    (``1 / (n_perm + 1)``), two significant digits otherwise."""
+    floor = 1.0 / (n_perm + 1)
+    if p <= floor * 1.0001:
+        return f"< {10 ** math.ceil(math.log10(floor)):.0e}".replace("e-0", "e-")
+    return fmt(p, 2)
+
+
+def fmt_ci(low: float, high: float, digits: int = 3) -> str:
+    """An interval as ``low–high`` (one short string that does not wrap)."""
+    return f"{fmt(low, digits)}–{fmt(high, digits)}"
+
+
+def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame without index and column names (they print as an extra header row)."""
+    out = frame.copy()
+    out.index.name = None
+    out.columns.name = None
+    return out
+
+
+def accuracy_table(per_user: Mapping[str, pd.DataFrame], metrics: Sequence[str] = ("NDCG@10", "HR@10"),
+                   n_bootstrap: int = 1000, seed: int = 0, sort: str | None = None,
+                   users: bool = False) -> pd.DataFrame:
+    """One row per model: each metric's mean over users and its 95% bootstrap interval.
+
+    ``per_user`` maps a model to its per-user metrics (columns like ``"NDCG@10"``), for
+    instance ``EvalResult.per_user`` or a mean over seeds.  ``sort``: a metric to order by
+    (descending).
+    """
+    rows, keys = {}, {}
+    for name, frame in per_user.items():
+        row = {}
+        for m in metrics:
+            mean, low, high = bootstrap_ci(frame[m].to_numpy(), n_bootstrap, seed=seed)
+            row[m] = fmt(float(mean))
+            row[f"{m} 95% CI"] = fmt_ci(float(low), float(high))
+            if m == sort:
+                keys[name] = float(mean)
+        if users:
+            row["users"] = len(frame)
+        rows[name] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    if sort is not None:
+        out = out.loc[sorted(keys, key=lambda n: -keys[n])]
+    return tidy(out)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of ``p_values`` (same order as given)."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+def paired_table(per_user: Mapping[str, pd.Series], model: str, others: Sequence[str] | None = None,
+                 seed: int = 0, correct: bool = True, n_perm: int = 10_000) -> pd.DataFrame:
+    """``model`` against each of ``others`` (default: every other key) on the same users:
+    mean difference (model - other), its paired bootstrap 95% interval, the permutation
+    p-value and, with ``correct``, Holm's adjustment over these comparisons.
+
+    The numeric columns are kept in ``.attrs["tests"]`` (a list of dicts) for glue and verdicts.
+    """
+    others = [n for n in (others or per_user) if n != model]
+    tests = [{"vs": n, **paired_test(per_user[model], per_user[n], n_boot=n_perm, seed=seed)} for n in others]
+    if correct and tests:
+        for t, adj in zip(tests, holm([t["p_value"] for t in tests])):
+            t["p_holm"] = float(adj)
+    rows = {}
+    for t in tests:
+        row = {"difference": f"{t['mean_diff']:+.3f}", "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
+               "p": fmt_p(t["p_value"], n_perm)}
+        if correct:
+            row["p (Holm)"] = fmt_p(t["p_holm"], n_perm)
+        row["users"] = t["n"]
+        rows[f"{model} vs {t['vs']}"] = row
+    out = tidy(pd.DataFrame.from_dict(rows, orient="index"))
+    out.attrs["tests"] = tests
+    return out
+
+
+def verdict(test: Mapping[str, float], better: str = "better", worse: str = "worse", alpha: float = 0.05,
+            key: str = "p_value") -> str:
+    """``"significantly better"``, ``"significantly worse"`` or ``"not significantly different"``,
+    as the paired test ``test`` (from :func:`paired_table`'s ``attrs["tests"]`` or
+    :func:`~recnotes.evaluate.uncertainty.paired_test`) supports."""
+    if test[key] < alpha:
+        return f"significantly {better if test['mean_diff'] > 0 else worse}"
+    return "not significantly different"

@@ -1,0 +1,68 @@
+"""The comparison tables and formatters of recnotes.report.compare."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recnotes.report.compare import accuracy_table, fmt, fmt_ci, fmt_p, holm, paired_table, verdict
+
+
+@pytest.mark.parametrize("x,text", [(0.103373, "0.103"), (96.020121, "96.0"), (53923.081, "53,923"),
+                                    (0.0001234, "0.000123"), (1.0, "1.00"), (0, "0"), (-0.0456, "-0.0456")])
+def test_three_significant_digits(x, text):
+    assert fmt(x) == text
+
+
+def test_p_values_at_the_permutation_floor():
+    assert fmt_p(1 / 10001) == "< 1e-4"
+    assert fmt_p(0.0123) == "0.012"
+    assert fmt_p(0.41) == "0.41"
+    assert fmt_ci(0.0921, 0.1187) == "0.0921–0.119"
+
+
+def holm_reference(p):
+    """Holm by its definition: sort, multiply by (m - i), running maximum, cap at 1."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    out, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def test_holm_against_its_definition():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = rng.uniform(0, 0.2, size=rng.integers(1, 8)).tolist()
+        assert np.allclose(holm(p), holm_reference(p))
+
+
+def test_accuracy_table_means_and_order():
+    rng = np.random.default_rng(1)
+    users = pd.Index(range(50))
+    a = pd.DataFrame({"NDCG@10": rng.uniform(0, 0.2, 50)}, index=users)
+    b = pd.DataFrame({"NDCG@10": rng.uniform(0.3, 0.5, 50)}, index=users)
+    table = accuracy_table({"a": a, "b": b}, metrics=("NDCG@10",), sort="NDCG@10", users=True)
+    assert list(table.index) == ["b", "a"] and table.index.name is None
+    assert table.loc["a", "NDCG@10"] == fmt(a["NDCG@10"].mean())
+    low, high = table.loc["b", "NDCG@10 95% CI"].split("–")
+    assert float(low) <= b["NDCG@10"].mean() <= float(high)
+    assert table.loc["a", "users"] == 50
+
+
+def test_paired_table_and_verdicts():
+    users = pd.Index(range(300))
+    rng = np.random.default_rng(2)
+    base = pd.Series(rng.uniform(0, 1, 300), index=users)
+    per_user = {"better": base + 0.2, "same": base + rng.normal(0, 0.01, 300), "base": base}
+    table = paired_table(per_user, "base", seed=0)
+    tests = {t["vs"]: t for t in table.attrs["tests"]}
+    assert list(table.columns) == ["difference", "95% CI", "p", "p (Holm)", "users"]
+    assert table.loc["base vs better", "difference"] == "-0.200"
+    assert table.loc["base vs better", "p"] == "< 1e-4"
+    assert verdict(tests["better"]) == "significantly worse"
+    assert verdict(tests["same"]) == "not significantly different"
+    assert tests["same"]["p_holm"] >= tests["same"]["p_value"]
