@@ -36,21 +36,32 @@ ROOT = Path(__file__).resolve().parents[1]
 INJECTED_TAG = "recnotes-injected"
 
 #: What each chapter waits for in a parallel run: the chapters whose results files
-#: it reads, and ("train:MODEL:SEED") the trained models it loads from the cache.
+#: it reads, ("train:MODEL:SEED") the trained models it loads from the cache, and
+#: ("llm:NAME") the LLM runs of recnotes.llm_experiments it reads from the cache.
 #: "SEED" stands for the --seed in force, "SEEDS" for every seed of the profile.
+LLM_RUNS = ["llm:zero-shot-completion", "llm:zero-shot-chat", "llm:lora", "llm:lora-64", "llm:lora-256",
+            "llm:lora-1024", "llm:rerank-gptrec"]
 NEEDS: dict[str, list[str]] = {
     "02_concepts": ["train:GPTRec:SEED"],
     "04_math": ["train:GPTRec:SEED"],
     "05_code": ["train:LSTM:SEED", "train:GPTRec:SEED"],
-    # 06_llm needs GPTRec only after its LLM runs: it starts at once, and waits on the
-    # cache's lock if the model is still training then
+    "06_llm": [*LLM_RUNS, "train:GPTRec:SEEDS", "train:GPTRec-text:SEED"],
     "07_applications": ["06_llm", "train:LSTM:SEED", "train:GPTRec:SEED"],
     "09_evaluation": ["06_llm", "train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
     "10_outlook": ["train:GPTRec:SEED"],
     "11_faq": ["05_code", "06_llm", "07_applications", "09_evaluation", "10_outlook"],
 }
-#: Which ready task a free lane takes first: the long ones that others wait for.
-PRIORITY = ["06_llm", "train:GPTRec", "train:LSTM", "10_outlook", "03_algorithms", "09_evaluation"]
+#: What the tasks that are not chapters wait for (same notation).
+TASK_NEEDS: dict[str, list[str]] = {
+    "llm:lora-64": ["llm:lora"],
+    "llm:lora-256": ["llm:lora"],
+    "llm:lora-1024": ["llm:lora"],
+    "llm:rerank-gptrec": ["llm:lora", "train:GPTRec:SEED"],
+}
+#: Which ready task a free lane takes first: the long chains that others wait for.
+PRIORITY = ["llm:lora", "train:GPTRec", "llm:zero-shot-chat", "llm:lora-1024", "llm:lora-256", "llm:lora-64",
+            "llm:rerank-gptrec", "llm:zero-shot-completion", "train:LSTM", "train:GPTRec-text", "10_outlook",
+            "03_algorithms", "06_llm", "09_evaluation"]
 
 
 def repository() -> tuple[str, str]:
@@ -181,17 +192,30 @@ def task_graph(names: list[str], profile: str, seed: int) -> dict[str, list[str]
 
     seeds = get_profile(profile).seeds
     graph: dict[str, list[str]] = {}
-    for name in names:
+
+    def expand(needs: list[str]) -> list[str]:
+        """Resolve SEED/SEEDS and add the tasks that are not chapters (with their own needs)."""
         deps = []
-        for need in NEEDS.get(name, []):
+        for need in needs:
             if need.startswith("train:"):
                 _, model, which = need.split(":")
-                for s in (seeds if which == "SEEDS" else (seed,)):
-                    graph.setdefault(f"train:{model}:{s}", [])
-                    deps.append(f"train:{model}:{s}")
+                tasks = [f"train:{model}:{s}" for s in (seeds if which == "SEEDS" else (seed,))]
+            elif need.startswith("llm:"):
+                tasks = [need]
             elif need in names:
                 deps.append(need)
-        graph[name] = deps
+                continue
+            else:
+                continue
+            for task in tasks:
+                if task not in graph:
+                    graph[task] = []
+                    graph[task] = expand(TASK_NEEDS.get(task, []))
+                deps.append(task)
+        return deps
+
+    for name in names:
+        graph[name] = expand(NEEDS.get(name, []))
 
     def rank(task: str) -> tuple[int, str]:
         hits = [i for i, p in enumerate(PRIORITY) if task == p or task.startswith(p + ":")]
@@ -203,7 +227,12 @@ def task_graph(names: list[str], profile: str, seed: int) -> dict[str, list[str]
 def command(task: str, profile: str, seed: int, threads: int) -> list[str]:
     if task.startswith("train:"):
         _, model, s = task.split(":")
-        return [sys.executable, "-m", "recnotes.experiments", model, "--seed", s, "--profile", profile]
+        extra = ["--item-init", "text"] if model.endswith("-text") else []
+        return [sys.executable, "-m", "recnotes.experiments", model.removesuffix("-text"), "--seed", s,
+                "--profile", profile, *extra]
+    if task.startswith("llm:"):
+        return [sys.executable, "-m", "recnotes.llm_experiments", task.split(":", 1)[1], "--seed", str(seed),
+                "--profile", profile]
     return [sys.executable, str(Path(__file__).resolve()), "--profile", profile, "--seed", str(seed),
             "--jobs", "1", "--threads", str(threads), task]
 

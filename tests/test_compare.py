@@ -61,8 +61,8 @@ def test_paired_table_and_verdicts():
     table = paired_table(per_user, "base", seed=0)
     tests = {t["vs"]: t for t in table.attrs["tests"]}
     assert list(table.columns) == ["difference", "95% CI", "p", "p (Holm)", "users"]
-    assert table.loc["base vs better", "difference"] == "-0.200"
-    assert table.loc["base vs better", "p"] == "< 1e-4"
+    assert table.loc["better", "difference"] == "-0.200"
+    assert table.loc["better", "p"] == "< 1e-4"
     assert verdict(tests["better"]) == "significantly worse"
     assert verdict(tests["same"]) == "not significantly different"
     assert tests["same"]["p_holm"] >= tests["same"]["p_value"]

@@ -30,7 +30,11 @@ def test_needs_name_existing_chapters_and_models():
         for need in needs:
             if need.startswith("train:"):
                 _, model, which = need.split(":")
-                assert model in CONFIGS and which in ("SEED", "SEEDS")
+                assert model.removesuffix("-text") in CONFIGS and which in ("SEED", "SEEDS")
+            elif need.startswith("llm:"):
+                from recnotes.llm_experiments import TASKS
+
+                assert need.split(":", 1)[1] in TASKS
             else:
                 assert need in CHAPTERS
 
@@ -43,7 +47,9 @@ def test_graph_orders_tasks_after_what_they_wait_for():
     for task in graph:  # the listed order alone is a valid sequential order
         assert set(graph[task]) <= seen, task
         seen.add(task)
-    assert list(graph)[:2] == ["06_llm", "train:GPTRec:0"]  # the longest chapter and the shared models first
+    assert list(graph)[:2] == ["llm:lora", "train:GPTRec:0"]  # the longest chains first
+    assert set(graph["llm:rerank-gptrec"]) == {"llm:lora", "train:GPTRec:0"}
+    assert set(graph["llm:lora-64"]) == {"llm:lora"}
 
 
 def test_graph_ignores_chapters_not_selected():

@@ -320,8 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", default=None, help="full | ci | smoke (default: $RECNOTES_PROFILE or full)")
     parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--item-init", default=None, choices=["random", "text"],
+                        help="GPTRec only: start the item embeddings from the text encoder")
     args = parser.parse_args(argv)
-    config = CONFIGS[args.model](dataset=args.dataset, seed=args.seed, profile=resolve_profile(args.profile))
+    extra = {"item_init": args.item_init} if args.item_init else {}
+    if extra and args.model != "GPTRec":
+        parser.error("--item-init is for GPTRec only")
+    config = CONFIGS[args.model](dataset=args.dataset, seed=args.seed, profile=resolve_profile(args.profile), **extra)
     result = run(config, progress=False)
     print(f"{args.model} seed {args.seed} ({config.profile}): "
           f"{'loaded from' if result.cached else f'trained in {result.train_seconds:.0f} s into'} {result.path}")

@@ -94,9 +94,9 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 def paired_table(per_user: Mapping[str, pd.Series], model: str, others: Sequence[str] | None = None,
                  seed: int = 0, correct: bool = True, n_perm: int = 10_000) -> pd.DataFrame:
-    """``model`` against each of ``others`` (default: every other key) on the same users:
-    mean difference (model - other), its paired bootstrap 95% interval, the permutation
-    p-value and, with ``correct``, Holm's adjustment over these comparisons.
+    """``model`` against each of ``others`` (default: every other key) on the same users, one
+    row per other model: mean difference (model - other), its paired bootstrap 95% interval,
+    the permutation p-value and, with ``correct``, Holm's adjustment over these comparisons.
 
     The numeric columns are kept in ``.attrs["tests"]`` (a list of dicts) for glue and verdicts.
     """
@@ -112,7 +112,7 @@ def paired_table(per_user: Mapping[str, pd.Series], model: str, others: Sequence
         if correct:
             row["p (Holm)"] = fmt_p(t["p_holm"], n_perm)
         row["users"] = t["n"]
-        rows[f"{model} vs {t['vs']}"] = row
+        rows[t["vs"]] = row
     out = tidy(pd.DataFrame.from_dict(rows, orient="index"))
     out.attrs["tests"] = tests
     return out

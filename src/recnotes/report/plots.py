@@ -1,4 +1,5 @@
-"""The book's house style for plots: seaborn on matplotlib, one colour-blind-safe palette."""
+"""The book's house style: seaborn on matplotlib, one colour-blind-safe palette, and tables
+that pandas does not cut short."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ PALETTE = sns.color_palette("colorblind")
 
 
 def set_style() -> None:
-    """Apply the house style: white grid, readable sizes, the colour-blind palette."""
+    """Apply the house style: white grid, readable sizes, the colour-blind palette; pandas
+    shows whole cells (no "..." in a long title or model name) and three decimals."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.precision", 3)
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE,
                   rc={"figure.dpi": 110, "savefig.dpi": 110, "axes.titlesize": 12,
                       "axes.labelsize": 11, "figure.figsize": (6.4, 3.8)})

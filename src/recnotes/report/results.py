@@ -127,7 +127,8 @@ def eval_records(evaluation: Evaluation, n_bootstrap: int = 1000, seed: int = 0,
     """Tidy records of one evaluation: accuracy metrics with seeded bootstrap intervals, and
     (protocol P1, ``beyond=True``) coverage, novelty, average popularity and Gini.
 
-    A single :class:`EvalResult` gives rows with ``seed`` None.  A mapping
+    A single :class:`EvalResult` gives rows labelled with ``seed`` (the run's seed, which
+    also seeds the bootstrap).  A mapping
     ``{training seed: EvalResult}`` gives rows per seed and rows with ``seed="mean"``,
     whose accuracy values and intervals come from each user's metrics averaged
     over the seeds, and whose beyond-accuracy values are the mean over seeds.
@@ -136,9 +137,10 @@ def eval_records(evaluation: Evaluation, n_bootstrap: int = 1000, seed: int = 0,
     first = next(iter(runs.values()))
     rows: list[dict] = []
     for s, r in runs.items():
-        rows += _accuracy_rows(r.protocol, r.model, r.summary(n_bootstrap, seed, level), s)
+        label = seed if s is None else s
+        rows += _accuracy_rows(r.protocol, r.model, r.summary(n_bootstrap, seed, level), label)
         if beyond and r.topk is not None:
-            rows += [record(r.protocol, r.model, b.metric, b.value, k=b.k, n_users=r.n_users, seed=s)
+            rows += [record(r.protocol, r.model, b.metric, b.value, k=b.k, n_users=r.n_users, seed=label)
                      for b in r.beyond_accuracy().itertuples()]
     if None in runs:
         return rows

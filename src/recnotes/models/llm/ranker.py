@@ -84,7 +84,8 @@ class RankerStats:
 class LLMRanker(Recommender):
     """Zero-shot candidate ranking with a language model (see the module docstring).
 
-    ``titles`` maps internal item ids to display titles (see :func:`item_titles`).
+    ``titles`` maps internal item ids to display titles (see :func:`item_titles`).  With
+    ``backend=None`` it only builds prompts (to show them).
     """
 
     def __init__(self, backend: LLMBackend, titles: Sequence[str], method: str = "likelihood",
@@ -102,7 +103,7 @@ class LLMRanker(Recommender):
             raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}")
         if max_history < 1 or batch_users < 1:
             raise ValueError(f"max_history and batch_users must be at least 1, got {max_history}, {batch_users}")
-        if method == "likelihood" and not backend.supports_likelihood:
+        if backend is not None and method == "likelihood" and not backend.supports_likelihood:
             raise LLMBackendError(f"backend {backend.name!r} cannot score likelihoods; "
                                   f"use method='listwise' with it")
         self.backend, self.titles = backend, list(titles)
