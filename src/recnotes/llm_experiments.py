@@ -43,6 +43,9 @@ from .safeio import file_sha256, move_aside, write_atomic
 __all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS", "lora_run", "llm_scores",
            "watched_candidates", "gptrec_top", "task_config", "main"]
 
+#: bumped when what an LLM config produces changes (so the cache is not reused)
+LLM_REVISION = 2
+
 #: examples of the fine-tuning run per profile (the learning curve's sizes are capped to it)
 _EXAMPLES = {"full": 1024, "ci": 16, "smoke": 4}
 
@@ -188,7 +191,8 @@ def _key(config: ExperimentConfig, split) -> str:
     device = get_device(None)
     blob = json.dumps({"kind": type(config).__name__,
                        "config": asdict(replace(config, profile=get_profile(config.profile).name)),
-                       "data": data_fingerprint(split), "version": __version__, "device": device.type,
+                       "data": data_fingerprint(split), "version": __version__, "revision": LLM_REVISION,
+                       "device": device.type,
                        "dtype": str(inference_dtype(device))}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

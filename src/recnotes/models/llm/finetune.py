@@ -85,12 +85,12 @@ def training_examples(split: "Split", n: int, max_history: int = 10,
                       seed: int = 0) -> list[tuple[np.ndarray, int]]:
     """``n`` examples ``(history, next item)`` drawn uniformly without replacement from every
     position of every user's **training** sequence that has at least one item before it
-    (seeded; the first ``k`` examples are the run's first ``k``)."""
+    (seeded; the first ``k`` of them are the examples of a run of ``k``)."""
     pairs = [(u, t) for u, seq in enumerate(split.train) for t in range(1, len(seq))]
     if n > len(pairs):
         raise ValueError(f"asked for {n} examples, the training sequences hold {len(pairs)}")
     rng = np.random.default_rng([seed, 7])
-    chosen = rng.choice(len(pairs), size=n, replace=False)
+    chosen = rng.permutation(len(pairs))[:n]  # a prefix of one permutation: nested for any n
     out = []
     for i in chosen:
         u, t = pairs[int(i)]
