@@ -1,4 +1,11 @@
-"""``python -m recnotes.bench models``: every model on MovieLens-100K, protocol P1.
+"""``python -m recnotes.bench models``: training throughput old and new, then every model on
+MovieLens-100K, protocol P1.
+
+First, GPTRec's and LSTM's training throughput: the previous defaults on the previous
+training path beside the current defaults on the current one (and the previous defaults
+on the current path), each in fresh processes (:mod:`recnotes.bench.throughput`), with
+the validation and test NDCG@10 of the previous and the current default (seed 0).
+Then:
 
 Leave-one-out split, full ranking of the test item with seen items masked.
 Per model: NDCG@10, HR@10, MRR@10 with bootstrap 95% intervals (neural models:
@@ -93,6 +100,27 @@ def benchmark(profile_name: str = "full", models: list[str] | None = None,
     return table, pd.DataFrame(tests)
 
 
+def throughput_table(models=("GPTRec", "LSTM"), epochs: int = 3, repeats: int = 2) -> pd.DataFrame:
+    """Throughput of the training paths side by side, with each default's validation and test
+    NDCG@10 (seed 0; the previous default trained on the previous path, as before the search)."""
+    import contextlib
+
+    from ..models.kernels import reference
+    from .throughput import _config, measure
+
+    split = load_split("ml-100k")
+    rows = measure(models, epochs, repeats)
+    for row in rows:
+        if row["variant"] == "previous-config":
+            continue
+        with reference() if row["variant"] == "previous" else contextlib.nullcontext():
+            r = run(_config(row["model"], row["variant"]), split, progress=False)
+            row["valid NDCG@10"] = float(evaluate_full(r.model, split, stage="valid", ks=(10,)).per_user["NDCG@10"].mean())
+            row["test NDCG@10"] = float(evaluate_full(r.model, split, stage="test", ks=(10,)).per_user["NDCG@10"].mean())
+            row["s to best epoch"] = r.seconds_to_best
+    return pd.DataFrame(rows)
+
+
 def _beyond(frame: pd.DataFrame, name: str) -> float:
     """Mean over seeds of one beyond-accuracy metric (``frame`` from ``beyond_accuracy``)."""
     return float(frame.loc[frame["metric"] == name, "value"].mean())
@@ -111,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="PyTorch CPU threads (default 1: on a small shared CPU, more threads "
                              "made training many times slower)")
     parser.add_argument("--json", type=Path, default=None, help="also write the tables as JSON here")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the old-vs-new training throughput")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per throughput run (default 3)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
@@ -119,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     print(f"recnotes bench models: profile {profile.name}, device {describe_device(get_device(args.device))}, "
           f"torch threads {torch.get_num_threads()}")
+    speed = None
+    if not args.no_throughput:
+        from ..device import cpu_description
+
+        print(f"\ntraining throughput, old and new ({cpu_description()}; 1 thread; fresh processes):")
+        speed = throughput_table(epochs=args.epochs)
+        print(_fmt(speed))
     table, tests = benchmark(profile.name, args.models, args.device, not args.no_progress)
     wall = time.perf_counter() - start
     print("\n" + _fmt(table))
@@ -128,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwall time: {wall:.1f} s")
     if args.json is not None:
         args.json.write_text(json.dumps({"profile": profile.name, "wall_seconds": wall,
+                                         "throughput": None if speed is None else speed.to_dict("records"),
                                          "models": table.to_dict("records"),
                                          "paired_tests": tests.to_dict("records")}, indent=1, default=float))
     return 0
