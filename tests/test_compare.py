@@ -66,3 +66,13 @@ def test_paired_table_and_verdicts():
     assert verdict(tests["better"]) == "significantly worse"
     assert verdict(tests["same"]) == "not significantly different"
     assert tests["same"]["p_holm"] >= tests["same"]["p_value"]
+
+
+def test_tidy_drops_every_index_and_column_name():
+    from recnotes.report.compare import tidy
+
+    frame = pd.DataFrame({"a": [1, 2]}, index=pd.MultiIndex.from_tuples([("x", 1), ("y", 2)], names=["model", "k"]))
+    frame.columns.name = "metric"
+    out = tidy(frame)
+    assert list(out.index.names) == [None, None] and list(out.columns.names) == [None]
+    assert "model" not in out.to_html() and "metric" not in out.to_html()

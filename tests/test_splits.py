@@ -152,3 +152,18 @@ def test_select_users_keeps_items_and_each_users_data():
     assert list(sub.data.user_ids) == [9, 5]
     with pytest.raises(ValueError, match="distinct"):
         split.select_users(np.array([0, 0]))
+
+
+def test_tied_targets_against_a_brute_force_count():
+    from recnotes.data import load_movielens
+    from recnotes.data.splits import leave_one_out, tied_targets
+
+    data = load_movielens()
+    split = leave_one_out(data)
+    tied = tied_targets(split)
+    frame = data.to_frame()
+    brute = []
+    for u in range(data.n_users):
+        ts = sorted(frame.loc[frame.user == u, "timestamp"].tolist())
+        brute.append(ts[-1] == ts[-2])
+    assert tied.tolist() == brute

@@ -28,7 +28,7 @@ import torch
 
 from .interactions import PAD, Interactions
 
-__all__ = ["Split", "leave_one_out", "random_split", "pad_sequences", "STAGES", "check_stage"]
+__all__ = ["tied_targets", "Split", "leave_one_out", "random_split", "pad_sequences", "STAGES", "check_stage"]
 
 STAGES = ("valid", "test")
 
@@ -134,6 +134,17 @@ def leave_one_out(data: Interactions, min_interactions: int = 3, drop_short: boo
     return Split(data=data, train=[s[:-2] for s in seqs],
                  valid=np.array([s[-2] for s in seqs], np.int64),
                  test=np.array([s[-1] for s in seqs], np.int64), kind="loo")
+
+
+def tied_targets(split: Split) -> np.ndarray:
+    """Per user of a leave-one-out split: whether the test and the validation interaction share
+    a timestamp (which of the two is "next" is then only the order of the raw file)."""
+    if split.kind != "loo":
+        raise ValueError(f"tied targets are defined for a leave-one-out split, not {split.kind!r}")
+    data = split.data
+    order = data.chronological_order()
+    times = np.split(data.timestamp[order], np.cumsum(data.user_counts())[:-1])
+    return np.array([t[-1] == t[-2] for t in times], dtype=bool)
 
 
 def random_split(data: Interactions, seed: int = 0, min_interactions: int = 3,

@@ -49,8 +49,8 @@ def fmt_ci(low: float, high: float, digits: int = 3) -> str:
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame without index and column names (they print as an extra header row)."""
     out = frame.copy()
-    out.index.name = None
-    out.columns.name = None
+    out.index.names = [None] * out.index.nlevels
+    out.columns.names = [None] * out.columns.nlevels
     return out
 
 
