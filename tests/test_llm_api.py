@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 import threading
 import traceback
@@ -152,3 +153,18 @@ def test_listwise_ranker_over_the_api(env):
     assert ranker.stats.users == 1 and ranker.stats.completion_tokens == 5
     with pytest.raises(LLMBackendError, match="listwise"):
         LLMRanker(load_backend("openai"), titles, method="likelihood")
+
+
+def test_capture_requests_shows_what_leaves_the_machine(tmp_path):
+    from recnotes.models.llm.api import OpenAIBackend, capture_requests
+
+    with capture_requests(answer="[2], [1]", api_key="sk-test-123") as sent:
+        api = OpenAIBackend.from_env(model="gpt-4o-mini", cache_dir=tmp_path)
+        reply = api.chat([{"role": "user", "content": "Rank: [1] A (1990) [2] B (1991)"}], max_new_tokens=8)
+    assert reply.text == "[2], [1]" and len(sent) == 1
+    request = sent[0]
+    assert request.method == "POST" and request.url.endswith("/chat/completions")
+    assert request.headers["Authorization"] == "Bearer sk-test-123"
+    assert "sk-test-123" not in json.dumps(request.body) and "sk-test-123" not in str(request.shown_headers())
+    assert request.body["messages"][0]["content"].startswith("Rank:")
+    assert "OPENAI_API_KEY" not in os.environ or os.environ["OPENAI_API_KEY"] != "sk-test-123"

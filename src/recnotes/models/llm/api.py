@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any, Sequence
 from ... import assets
 from .backends import Completion, LLMBackend, LLMBackendError, Message
 
-__all__ = ["Secret", "OpenAIBackend", "request_key"]
+__all__ = ["Secret", "OpenAIBackend", "request_key", "CapturedRequest", "capture_requests"]
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +180,43 @@ class OpenAIBackend(LLMBackend):
         self.usage.add(record["prompt_tokens"], record["completion_tokens"], cached=cached)
         return Completion(text=record["text"], prompt_tokens=record["prompt_tokens"],
                           completion_tokens=record["completion_tokens"], cached=cached)
+
+
+@dataclass
+class CapturedRequest:
+    """One HTTP request an :class:`OpenAIBackend` made, as a server would receive it."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: dict
+
+    def shown_headers(self) -> dict[str, str]:
+        """The headers with the key itself replaced by a placeholder."""
+        return {k: ("Bearer <the key>" if k.lower() == "authorization" else v) for k, v in self.headers.items()}
+
+
+@contextmanager
+def capture_requests(answer: str = "[1]", api_key: str = "sk-made-up-0123456789"):
+    """Run :class:`OpenAIBackend` against a stand-in server, to see exactly what leaves the machine.
+
+    Inside the block, HTTP requests go to a stand-in that records them (a list of
+    :class:`CapturedRequest`, yielded) and answers every chat with ``answer``;
+    ``OPENAI_API_KEY`` is set to the made-up ``api_key`` and ``OPENAI_BASE_URL`` unset.
+    Nothing reaches the network.
+    """
+    import io
+    from unittest import mock
+
+    captured: list[CapturedRequest] = []
+
+    def stand_in(request, timeout=None):
+        captured.append(CapturedRequest(request.get_method(), request.full_url, dict(request.header_items()),
+                                        json.loads(request.data)))
+        reply = {"choices": [{"message": {"content": answer}}], "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
+        return io.BytesIO(json.dumps(reply).encode())
+
+    environ = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
+    environ["OPENAI_API_KEY"] = api_key
+    with mock.patch("urllib.request.urlopen", stand_in), mock.patch.dict(os.environ, environ, clear=True):
+        yield captured
