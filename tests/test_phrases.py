@@ -1,0 +1,35 @@
+"""recnotes.report.phrases: the sentence follows the test, never the raw means."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recnotes.evaluate import paired_test
+from recnotes.report.phrases import compared
+
+
+def test_the_phrase_follows_the_p_value_and_the_sign():
+    assert compared({"mean_diff": 0.02, "p_value": 0.001}, "Popularity") == "significantly better than Popularity"
+    assert compared({"mean_diff": -0.02, "p_value": 0.001}, "EASE") == "significantly worse than EASE"
+    assert compared({"mean_diff": 0.02, "p_value": 0.2}, "EASE") == "not significantly different from EASE"
+    holm = {"mean_diff": 0.02, "p_value": 0.01, "p_holm": 0.08}
+    assert compared(holm, "EASE", key="p_holm") == "not significantly different from EASE"
+    assert compared({"mean_diff": 0.5, "p_value": 0.0}, "scratch", better="higher") == "significantly higher than scratch"
+
+
+def test_a_real_paired_test_of_a_clear_and_of_no_difference():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 400)
+    clear = paired_test(base + 0.1, base, seed=0)
+    none = paired_test(base + rng.normal(0, 0.01, 400), base, seed=0)
+    assert compared(clear, "B") == "significantly better than B"
+    assert compared(none, "B") == "not significantly different from B"
+
+
+def test_signed_differences_have_three_significant_digits_and_no_exponent():
+    from recnotes.report.phrases import signed
+
+    assert signed(0.0123456) == "+0.0123"
+    assert signed(-1.58e-05) == "-0.0000158"
+    assert signed(0.0) == "0"
+    assert signed(-0.25) == "-0.250"
