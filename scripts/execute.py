@@ -44,7 +44,7 @@ LLM_RUNS = ["llm:zero-shot-completion", "llm:zero-shot-chat", "llm:lora", "llm:l
 NEEDS: dict[str, list[str]] = {
     "02_concepts": ["train:GPTRec:SEED"],
     "04_math": ["train:GPTRec:SEED"],
-    "05_code": ["train:LSTM:SEED", "train:GPTRec:SEED"],
+    "05_code": ["train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
     "06_llm": [*LLM_RUNS, "train:GPTRec:SEEDS", "train:GPTRec-text:SEED"],
     "07_applications": ["06_llm", "train:LSTM:SEED", "train:GPTRec:SEED"],
     "09_evaluation": ["06_llm", "train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
