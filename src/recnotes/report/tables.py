@@ -33,22 +33,18 @@ def recommendations_frame(data: "Interactions", models: Mapping[str, object], hi
     """One column per model: its top-``k`` titles (with years) for one history."""
     cols = {name: data.titles(top_k(m, [history], k, mask_seen)[0]) for name, m in models.items()}
     frame = pd.DataFrame(cols)
-    frame.index = pd.RangeIndex(1, k + 1, name="rank")
+    frame.index = pd.RangeIndex(1, k + 1)  # the rank; unnamed, so no extra header row
     return frame
 
 
 def metrics_table(results: Sequence["EvalResult"], metrics: Sequence[str] = ("NDCG", "HR", "MRR"),
-                  k: int = 10, n_bootstrap: int = 1000, seed: int = 0, digits: int = 3) -> pd.DataFrame:
-    """One row per model: each metric@k as "value [low, high]" (95% bootstrap interval)."""
-    rows = {}
-    for r in results:
-        s = r.summary(n_bootstrap=n_bootstrap, seed=seed).set_index(["metric", "k"])
-        rows[r.model] = {f"{m}@{k}": f"{s.loc[(m, k), 'value']:.{digits}f} "
-                                      f"[{s.loc[(m, k), 'ci_low']:.{digits}f}, {s.loc[(m, k), 'ci_high']:.{digits}f}]"
-                         for m in metrics}
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out.index.name = "model"
-    return out
+                  k: int = 10, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per model (an :class:`EvalResult` each): each metric@k and its 95% bootstrap
+    interval in a column of its own (see :func:`recnotes.report.compare.accuracy_table`)."""
+    from .compare import accuracy_table
+
+    return accuracy_table({r.model: r.per_user for r in results}, [f"{m}@{k}" for m in metrics],
+                          n_bootstrap=n_bootstrap, seed=seed)
 
 
 _UNITS = {"train_seconds": "training (s)", "seconds_per_epoch": "s / epoch",
