@@ -94,3 +94,28 @@ def test_results_json_follows_the_format(src):
 def test_every_toc_page_exists():
     for f in toc_files():
         assert any((ROOT / f"{f}{ext}").is_file() for ext in (".md", ".ipynb")), f
+
+
+# ------------------------------------------------------------------ visible code
+HIDDEN_TAGS = {"remove-cell", "hide-input", "parameters", "remove-input"}
+
+
+def visible_code_cells(path):
+    """Line counts of a chapter source's code cells that a reader sees (not tagged as hidden)."""
+    import jupytext
+
+    nb = jupytext.read(path)
+    return [len([line for line in c.source.splitlines() if line.strip()]) for c in nb.cells
+            if c.cell_type == "code" and not HIDDEN_TAGS & set(c.metadata.get("tags", []))]
+
+
+@pytest.mark.parametrize("source", sorted((ROOT / "notebooks").glob("*.md")), ids=lambda p: p.stem)
+def test_visible_code_is_short(source):
+    """A chapter shows what it teaches: median visible code cell <= 8 lines, none over 25."""
+    import statistics
+
+    lengths = visible_code_cells(source)
+    if not lengths:
+        return
+    assert statistics.median(lengths) <= 8, f"{source.stem}: median visible cell {statistics.median(lengths)} lines"
+    assert max(lengths) <= 25, f"{source.stem}: a visible cell has {max(lengths)} lines"

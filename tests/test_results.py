@@ -85,3 +85,32 @@ def test_bad_evaluations_raise(split):
         eval_records({0: a, 1: other})
     with pytest.raises(ValueError, match="empty"):
         eval_records({})
+
+
+def _published():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "book" / "results"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def test_every_published_record_has_an_explicit_seed():
+    for chapter, res in _published().items():
+        for r in res["records"]:
+            assert r["seed"] is not None, f"{chapter}: {r}"
+
+
+def test_one_model_has_one_number_across_the_results_files():
+    """The same (protocol, model, metric, k, seed, n_users) holds the same value in every file."""
+    seen: dict = {}
+    for chapter, res in _published().items():
+        for r in res["records"]:
+            key = (r["protocol"], r["model"], r["metric"], r["k"], r["seed"], r["n_users"])
+            if r["value"] is None or key[0] is None:
+                continue  # efficiency figures are measurements of a chapter's own run
+            if key in seen:
+                other, value = seen[key]
+                assert value == pytest.approx(r["value"], rel=1e-9, abs=1e-12), \
+                    f"{key}: {value} in {other}, {r['value']} in {chapter}"
+            else:
+                seen[key] = (chapter, r["value"])
