@@ -158,11 +158,12 @@ def test_listwise_ranker_over_the_api(env):
 def test_capture_requests_shows_what_leaves_the_machine(tmp_path):
     from recnotes.models.llm.api import OpenAIBackend, capture_requests
 
-    with capture_requests(answer="[2], [1]", api_key="sk-test-123") as sent:
-        api = OpenAIBackend.from_env(model="gpt-4o-mini", cache_dir=tmp_path)
-        reply = api.chat([{"role": "user", "content": "Rank: [1] A (1990) [2] B (1991)"}], max_new_tokens=8)
-    assert reply.text == "[2], [1]" and len(sent) == 1
-    request = sent[0]
+    for _ in range(2):  # the second time too: the block's own answer cache starts empty
+        with capture_requests(answer="[2], [1]", api_key="sk-test-123") as capture:
+            api = OpenAIBackend.from_env(model="gpt-4o-mini", cache_dir=capture.cache_dir)
+            reply = api.chat([{"role": "user", "content": "Rank: [1] A (1990) [2] B (1991)"}], max_new_tokens=8)
+        assert reply.text == "[2], [1]" and len(capture.requests) == 1
+    request = capture.requests[0]
     assert request.method == "POST" and request.url.endswith("/chat/completions")
     assert request.headers["Authorization"] == "Bearer sk-test-123"
     assert "sk-test-123" not in json.dumps(request.body) and "sk-test-123" not in str(request.shown_headers())

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from ... import assets
 from .backends import Completion, LLMBackend, LLMBackendError, Message
 
-__all__ = ["Secret", "OpenAIBackend", "request_key", "CapturedRequest", "capture_requests"]
+__all__ = ["Secret", "OpenAIBackend", "request_key", "Capture", "CapturedRequest", "capture_requests"]
 
 log = logging.getLogger(__name__)
 
@@ -196,16 +196,26 @@ class CapturedRequest:
         return {k: ("Bearer <the key>" if k.lower() == "authorization" else v) for k, v in self.headers.items()}
 
 
+@dataclass
+class Capture:
+    """What :func:`capture_requests` yields: the requests made, and an empty answer cache."""
+
+    requests: list
+    cache_dir: str
+
+
 @contextmanager
 def capture_requests(answer: str = "[1]", api_key: str = "sk-made-up-0123456789"):
     """Run :class:`OpenAIBackend` against a stand-in server, to see exactly what leaves the machine.
 
-    Inside the block, HTTP requests go to a stand-in that records them (a list of
-    :class:`CapturedRequest`, yielded) and answers every chat with ``answer``;
-    ``OPENAI_API_KEY`` is set to the made-up ``api_key`` and ``OPENAI_BASE_URL`` unset.
-    Nothing reaches the network.
+    Inside the block, HTTP requests go to a stand-in that records them (the yielded
+    :class:`Capture`'s ``requests``, each a :class:`CapturedRequest`) and answers every chat
+    with ``answer``; ``OPENAI_API_KEY`` is set to the made-up ``api_key``, ``OPENAI_BASE_URL``
+    is unset, and ``cache_dir`` is a fresh temporary folder for the backend's answer cache
+    (so every request is really made).  Nothing reaches the network.
     """
     import io
+    import tempfile
     from unittest import mock
 
     captured: list[CapturedRequest] = []
@@ -218,5 +228,6 @@ def capture_requests(answer: str = "[1]", api_key: str = "sk-made-up-0123456789"
 
     environ = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
     environ["OPENAI_API_KEY"] = api_key
-    with mock.patch("urllib.request.urlopen", stand_in), mock.patch.dict(os.environ, environ, clear=True):
-        yield captured
+    with tempfile.TemporaryDirectory(prefix="recnotes-capture-") as tmp, \
+            mock.patch("urllib.request.urlopen", stand_in), mock.patch.dict(os.environ, environ, clear=True):
+        yield Capture(captured, tmp)
