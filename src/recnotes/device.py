@@ -45,32 +45,23 @@ def native_cpu_bf16() -> bool:
     return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
+def _bf16_where_native(device: torch.device, variable: str) -> torch.dtype:
+    """bf16 on CUDA and on CPUs with native bf16, float32 elsewhere; ``$variable`` overrides."""
+    forced = os.environ.get(variable)
+    if forced:
+        if forced not in ("float32", "bfloat16"):
+            raise ValueError(f"{variable} must be float32 or bfloat16, not {forced!r}")
+        return getattr(torch, forced)
+    device = torch.device(device)
+    native = device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
+    return torch.bfloat16 if native else torch.float32
+
+
 def inference_dtype(device: torch.device) -> torch.dtype:
     """The weights' dtype for running a pretrained LLM: bf16 on CUDA and on CPUs with native
     bf16 (about 2.7 times faster than float32 for SmolLM2 on one such core), float32 elsewhere.
     ``$RECNOTES_LLM_DTYPE`` (``float32`` or ``bfloat16``) overrides it."""
-    forced = os.environ.get("RECNOTES_LLM_DTYPE")
-    if forced:
-        if forced not in ("float32", "bfloat16"):
-            raise ValueError(f"RECNOTES_LLM_DTYPE must be float32 or bfloat16, not {forced!r}")
-        return getattr(torch, forced)
-    device = torch.device(device)
-    native = device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
-    return torch.bfloat16 if native else torch.float32
-
-
-def training_dtype(device: torch.device) -> torch.dtype:
-    """The precision of the output layer's matrix products in training (the largest ones):
-    bf16 on CUDA and on CPUs with native bf16 (about 3.5 times faster than float32 for that
-    layer on one such core), float32 elsewhere.  ``$RECNOTES_TRAIN_DTYPE`` overrides it."""
-    forced = os.environ.get("RECNOTES_TRAIN_DTYPE")
-    if forced:
-        if forced not in ("float32", "bfloat16"):
-            raise ValueError(f"RECNOTES_TRAIN_DTYPE must be float32 or bfloat16, not {forced!r}")
-        return getattr(torch, forced)
-    device = torch.device(device)
-    native = device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
-    return torch.bfloat16 if native else torch.float32
+    return _bf16_where_native(device, "RECNOTES_LLM_DTYPE")
 
 
 @lru_cache(maxsize=1)
