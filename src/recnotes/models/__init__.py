@@ -1,4 +1,4 @@
-"""The recommenders: classic baselines, the article's LSTM and GPTRec.
+"""The recommenders: classic baselines, the article's LSTM and GPTRec, and a cold-start baseline.
 
 Every model implements :class:`~recnotes.models.base.Recommender`:
 ``fit(split)`` then ``score(histories) -> [batch, n_items + 1]``.
@@ -6,6 +6,7 @@ Every model implements :class:`~recnotes.models.base.Recommender`:
 
 from .base import NotFittedError, Recommender, SequenceRecommender
 from .ease import EASE
+from .genre_popularity import GenreYearPopularity
 from .gptrec import GPTRec
 from .itemknn import ItemKNN
 from .lstm import LSTM
@@ -13,4 +14,4 @@ from .popularity import Popularity
 from .random import Random
 
 __all__ = ["Recommender", "SequenceRecommender", "NotFittedError", "Popularity", "Random",
-           "ItemKNN", "EASE", "LSTM", "GPTRec"]
+           "ItemKNN", "EASE", "LSTM", "GPTRec", "GenreYearPopularity"]
