@@ -46,7 +46,7 @@ NEEDS: dict[str, list[str]] = {
     "04_math": ["train:GPTRec:SEED"],
     "05_code": ["train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
     "06_llm": [*LLM_RUNS, "train:GPTRec:SEEDS", "train:GPTRec-text:SEED"],
-    "07_applications": ["06_llm", "train:LSTM:SEED", "train:GPTRec:SEED"],
+    "07_applications": ["train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
     "09_evaluation": ["06_llm", "train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
     "10_outlook": ["train:GPTRec:SEED"],
     "11_faq": ["05_code", "06_llm", "07_applications", "09_evaluation", "10_outlook"],
