@@ -58,3 +58,16 @@ def test_defaults_equal_the_committed_records_winners(model):
     assert defaults_match(model) == {}, f"run python -m recnotes.tune {model} --check"
     for t in record["trials"]:
         assert 0 <= t["valid_ndcg10"] <= 1 and not math.isnan(t["valid_ndcg10"])
+
+
+def test_lora_defaults_are_the_best_setting_on_validation():
+    import json
+
+    from recnotes.llm_experiments import LoRAConfig
+    from recnotes.tune import RECORD_DIR
+
+    record = json.loads((RECORD_DIR / "LoRA.json").read_text())
+    assert record["stage"] == "valid"
+    tried = {k: v for k, v in record["results"].items() if k != "zero-shot"}
+    best = max(tried.values(), key=lambda v: v["valid_ndcg10"])
+    assert (LoRAConfig().lr, LoRAConfig().layers) == (best["lr"], best["layers"])

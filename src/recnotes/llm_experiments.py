@@ -61,7 +61,7 @@ class LoRAConfig(ExperimentConfig):
     n_examples: int = 1024
     keep: tuple[int, ...] = (64, 256, 1024)
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 1e-2  # lr and layers: the best on validation (scripts/select_lora.py, book/tuning/LoRA.json)
     max_history: int = 10
 
     def settings(self):

@@ -68,7 +68,7 @@ class LoRASettings:
     n_examples: int = 1024  # training examples, seen once each
     keep: tuple[int, ...] = (64, 256, 1024)  # sizes whose adapters are kept (the learning curve)
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 1e-2  # chosen on validation candidates (scripts/select_lora.py)
     warmup_steps: int = 8
     max_history: int = 10
     checkpoint_every: int = 16  # steps
