@@ -32,9 +32,9 @@ def test_needs_name_existing_chapters_and_models():
                 _, model, which = need.split(":")
                 assert model.removesuffix("-text") in CONFIGS and which in ("SEED", "SEEDS")
             elif need.startswith("llm:"):
-                from recnotes.llm_experiments import TASKS
+                from recnotes.llm_experiments import GROUPS, TASKS
 
-                assert need.split(":", 1)[1] in TASKS
+                assert need.split(":", 1)[1] in {**TASKS, **GROUPS}
             else:
                 assert need in CHAPTERS
 
@@ -49,7 +49,7 @@ def test_graph_orders_tasks_after_what_they_wait_for():
         seen.add(task)
     assert list(graph)[:2] == ["llm:lora", "train:GPTRec:0"]  # the longest chains first
     assert set(graph["llm:rerank-gptrec"]) == {"llm:lora", "train:GPTRec:0"}
-    assert set(graph["llm:lora-64"]) == {"llm:lora"}
+    assert set(graph["llm:completion"]) == {"llm:lora"}
 
 
 def test_graph_ignores_chapters_not_selected():

@@ -4,6 +4,8 @@ and a completion-format ranker cannot have a position bias."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -101,3 +103,34 @@ def test_cited_numbers_carry_their_source():
     frame = cited_frame(10)
     assert {"Alpaca-7B", "Vicuna-13B", "LLaMA-2-70B-Chat", "GPT-4", "Pop", "SASRec"} <= set(frame["model"])
     assert frame.set_index("model").loc["SASRec", "NDCG@10"] > frame.set_index("model").loc["Pop", "NDCG@10"]
+
+
+def test_models_equal_below_their_adapters_share_the_bottom_blocks(split, backend):
+    from recnotes.models.llm.likelihood import LowerLayers
+
+    titles = item_titles(split.data)
+    settings = LoRASettings(n_examples=4, keep=(4,), batch_size=4, layers=1, lr=5e-2, warmup_steps=1)
+    tuned = FineTunedLLMRanker(backend, titles, settings).fit(split, progress=False)
+    zero = LLMRanker(backend, titles, template="completion")
+    hists = [split.histories("test")[u] for u in (3, 9)]
+    cands = np.array([[1, 50, 100, 181], [7, 12, 300, 258]])
+    # the independent reference: every candidate with its own full prompt, no sharing
+    want = {name: LLMRanker(r.backend, titles, template="completion", scorer="naive").score_candidates(hists, cands)
+            for name, r in (("zero", zero), ("tuned", tuned))}
+    shared = LowerLayers(backend.model.config.num_hidden_layers - settings.layers)
+    try:
+        zero.backend.lower = tuned.backend.lower = shared
+        got = {"zero": zero.score_candidates(hists, cands), "tuned": tuned.score_candidates(hists, cands)}
+    finally:
+        zero.backend.lower = tuned.backend.lower = None
+    assert shared.misses >= 1 and shared.hits == shared.misses  # the tuned model ran its top block only
+    for name in want:
+        assert torch.allclose(got[name], want[name], atol=1e-4), name
+    assert not torch.allclose(got["zero"], got["tuned"], atol=1e-3)
+    # a model whose bottom blocks differ cannot use the stored states
+    other = HFBackend(copy.deepcopy(backend.model), backend.tokenizer, name="other")
+    with torch.no_grad():
+        other.model.get_decoder().layers[0].mlp.down_proj.weight.mul_(1.01)
+    other.lower = shared
+    with pytest.raises(ValueError, match="bottom blocks differ"):
+        LLMRanker(other, titles, template="completion").score_candidates(hists, cands)

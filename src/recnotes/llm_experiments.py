@@ -40,8 +40,8 @@ from .models.base import Recommender
 from .profiles import get_profile, resolve_profile
 from .safeio import file_sha256, move_aside, write_atomic
 
-__all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS", "lora_run", "llm_scores",
-           "watched_candidates", "gptrec_top", "task_config", "main"]
+__all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS", "GROUPS", "compute_group",
+           "group_of", "lora_run", "llm_scores", "watched_candidates", "gptrec_top", "task_config", "main"]
 
 #: bumped when what an LLM config produces changes (so the cache is not reused)
 LLM_REVISION = 2
@@ -285,8 +285,11 @@ def _ranker(config: LLMScoresConfig, titles):
     return ranker, ranker.backend
 
 
-def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True) -> LLMScores:
-    """Score (or load from the cache) the candidates of ``config``."""
+def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower=None) -> LLMScores:
+    """Score (or load from the cache) the candidates of ``config``.
+
+    ``lower``: a :class:`~recnotes.models.llm.likelihood.LowerLayers` shared with other runs whose
+    models are equal below their adapters (see :func:`compute_group`)."""
     from .models.llm import item_titles
 
     split = split if split is not None else load_split(config.dataset)
@@ -317,7 +320,11 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True) -> LL
             watched_items, watched_slots = watched_candidates(histories, items, target_pos, seed=config.seed)
             scored_items = np.concatenate([items, watched_items[:, None]], axis=1)
         start = time.perf_counter()
-        scores = ranker.score_candidates(histories, scored_items).numpy()
+        backend.lower = lower
+        try:
+            scores = ranker.score_candidates(histories, scored_items).numpy()
+        finally:
+            backend.lower = None
         seconds = time.perf_counter() - start
         st = ranker.stats
         stats = {"seconds": seconds, "users": len(users), "seconds_per_user": seconds / len(users),
@@ -325,6 +332,7 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True) -> LL
                  "tokens_per_user": st.tokens_per_user, "device": str(backend.device),
                  "dtype": str(next(backend.model.parameters()).dtype).removeprefix("torch."),
                  "threads": torch.get_num_threads(), "model": backend.name,
+                 "shared_bottom_blocks": lower.n if lower is not None else 0,
                  "parameters": sum(p.numel() for p in backend.model.parameters())}
         result = LLMScores(config, ranker.name, users, items, scores[:, :items.shape[1]], target_pos,
                            watched_items, scores[:, -1] if config.watched else None, stats, False)
@@ -386,10 +394,20 @@ TASKS: dict[str, Callable[..., ExperimentConfig]] = {
     "zero-shot-completion": _scores(template="completion", watched=True),
     "zero-shot-chat": _scores(template="recency"),
     "lora": _lora(),
-    "lora-64": _scores(lora=True, lora_examples=64),
-    "lora-256": _scores(lora=True, lora_examples=256),
+    # every completion-format run scores the watched film too: their packed inputs are then the
+    # same, and the group below computes the bottom blocks once for all of them
+    "lora-64": _scores(lora=True, lora_examples=64, watched=True),
+    "lora-256": _scores(lora=True, lora_examples=256, watched=True),
     "lora-1024": _scores(lora=True, lora_examples=1024, watched=True),
     "rerank-gptrec": _scores(lora=True, lora_examples=1024, candidates="GPTRec-top20"),
+}
+
+
+#: runs computed together (the executor's ``llm:<group>`` tasks): the zero-shot and the
+#: fine-tuned completion runs score the same prompts and candidates with models that are equal
+#: below the LoRA blocks, so the bottom blocks run once per user for all of them
+GROUPS: dict[str, tuple[str, ...]] = {
+    "completion": ("zero-shot-completion", "lora-64", "lora-256", "lora-1024"),
 }
 
 
@@ -406,10 +424,33 @@ def compute(config: ExperimentConfig, progress: bool = True):
     return lora_run(config, progress=progress) if isinstance(config, LoRAConfig) else llm_scores(config, progress=progress)
 
 
+def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
+                  llm_model: str | None = None, split=None, progress: bool = True) -> dict[str, LLMScores]:
+    """The runs of :data:`GROUPS` ``[name]`` by task name (from the cache where they are there),
+    the blocks below every LoRA computed once per user for all of them."""
+    from .models.llm.likelihood import LowerLayers
+
+    if name not in GROUPS:
+        raise ValueError(f"unknown group {name!r}; choose one of {sorted(GROUPS)}")
+    configs = {n: task_config(n, dataset, seed, profile, llm_model) for n in GROUPS[name]}
+    split = split if split is not None else load_split(dataset)
+    lower = None
+    if not all((cache_dir() / "experiments" / f"llm-{_key(c, split)}" / "run.json").is_file()
+               for c in configs.values()):
+        n_layers = _backend(llm_model).model.config.num_hidden_layers
+        lower = LowerLayers(n_layers - max(c.lora.layers for c in configs.values() if c.lora is not None))
+    return {n: llm_scores(c, split, progress=progress, lower=lower) for n, c in configs.items()}
+
+
+def group_of(task: str) -> str | None:
+    """The group a task is computed with, if any."""
+    return next((g for g, names in GROUPS.items() if task in names), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recnotes.llm_experiments",
                                      description="Compute one of chapter 6's LLM runs into the experiment cache.")
-    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("task", choices=sorted(TASKS) + sorted(GROUPS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", default=None, help="full | ci | smoke (default: $RECNOTES_PROFILE or full)")
     parser.add_argument("--dataset", default="ml-100k")
@@ -418,8 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = task_config(args.task, args.dataset, args.seed, args.profile, args.llm_model)
     start = time.perf_counter()
+    if args.task in GROUPS:
+        results = compute_group(args.task, args.dataset, args.seed, args.profile, args.llm_model, progress=False)
+        done = ", ".join(f"{n} {'loaded' if r.cached else 'computed'}" for n, r in results.items())
+        print(f"llm:{args.task} ({resolve_profile(args.profile)}): {done} in {time.perf_counter() - start:.0f} s")
+        return 0
+    config = task_config(args.task, args.dataset, args.seed, args.profile, args.llm_model)
     result = compute(config, progress=False)
     print(f"llm:{args.task} ({config.profile}): {'loaded' if result.cached else 'computed'} in "
           f"{time.perf_counter() - start:.0f} s")

@@ -171,6 +171,8 @@ class HFBackend(LLMBackend):
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.name = name
+        # bottom blocks' output shared with models equal below their adapters (likelihood.LowerLayers)
+        self.lower = None
 
     def __repr__(self) -> str:
         dtype = next(self.model.parameters()).dtype
@@ -280,7 +282,7 @@ class HFBackend(LLMBackend):
         batch = [(self.prompt_ids(p), self.continuation_ids(c, end_token)) for p, c in zip(prompts, continuations)]
         pad = int(self.tokenizer.pad_token_id)
         if scorer == "packed":
-            results = score_packed(self.model, batch, self.device, pad_id=pad)
+            results = score_packed(self.model, batch, self.device, pad_id=pad, lower=self.lower)
         else:
             fn = score_shared_prefix if scorer == "shared" else score_naive
             results = [fn(self.model, prefix, conts, self.device, pad_id=pad) for prefix, conts in batch]

@@ -24,18 +24,26 @@ users' rows form one batch, right-padded.
 sequence per candidate, no cache.  All return the summed log-probability of
 each continuation's tokens and the number of tokens, so the mean per token
 (the length-normalised score) is ``sums / lengths``.
+
+:class:`LowerLayers` lets models that differ only in their top blocks (LoRA
+adapters on the upper layers of one base model) share the bottom blocks' work:
+the packed scorer keeps the bottom blocks' output per packed input, and the
+next model that scores the same prompts and candidates runs its top blocks
+only.  The arithmetic is the same, so the scores are the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import inspect
 from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["score_shared_prefix", "score_naive", "score_packed", "pad_right", "decoder_and_head"]
+__all__ = ["score_shared_prefix", "score_naive", "score_packed", "pad_right", "decoder_and_head", "LowerLayers"]
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +136,80 @@ def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return base.get_decoder(), base.get_output_embeddings()
 
 
+class LowerLayers:
+    """The output of a decoder's bottom ``n`` blocks, kept per packed input (token ids and
+    positions), for models whose bottom ``n`` blocks are equal: scoring the same prompts and
+    candidates with several LoRA adapters on the top blocks runs the bottom blocks once.
+
+    Each decoder that uses it is checked once: its bottom blocks must hold the same weights as
+    the first one's (a fingerprint of their parameters), otherwise :class:`ValueError`.
+    """
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, not {n}")
+        self.n = n
+        self.store: dict[str, torch.Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+        self._fingerprint: tuple | None = None
+        self._checked: set[int] = set()
+
+    def check(self, decoder: torch.nn.Module) -> None:
+        """Raise unless ``decoder`` has the layout and the bottom weights this store was made with."""
+        if id(decoder) in self._checked:
+            return
+        if not (hasattr(decoder, "layers") and hasattr(decoder, "norm")):
+            raise TypeError(f"{type(decoder).__name__} has no .layers and .norm: its blocks cannot be split")
+        if self.n >= len(decoder.layers):
+            raise ValueError(f"cannot share {self.n} bottom blocks of a model with {len(decoder.layers)}")
+        with torch.no_grad():
+            params = [decoder.get_input_embeddings().weight, *decoder.layers[:self.n].parameters()]
+            fingerprint = tuple(float(p.double().sum()) for p in params)
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint
+        elif fingerprint != self._fingerprint:
+            raise ValueError("this model's bottom blocks differ from those the shared states were computed with")
+        self._checked.add(id(decoder))
+
+    @staticmethod
+    def key(ids: torch.Tensor, pos: torch.Tensor) -> str:
+        h = hashlib.sha256(str(tuple(ids.shape)).encode())
+        h.update(ids.cpu().numpy().tobytes())
+        h.update(pos.cpu().numpy().tobytes())
+        return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _blocks(decoder: torch.nn.Module, layers: torch.nn.ModuleList, norm: torch.nn.Module):
+    """Run ``decoder`` with other blocks and final norm for a while."""
+    old = decoder.layers, decoder.norm
+    decoder.layers, decoder.norm = layers, norm
+    try:
+        yield
+    finally:
+        decoder.layers, decoder.norm = old
+
+
+def _decode(decoder: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
+            lower: LowerLayers | None = None) -> torch.Tensor:
+    """The decoder's last hidden states; with ``lower``, its bottom blocks' output is reused."""
+    if lower is None:
+        return decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+    lower.check(decoder)
+    key = lower.key(ids, pos)
+    hidden = lower.store.get(key)
+    if hidden is None:
+        lower.misses += 1
+        with _blocks(decoder, decoder.layers[:lower.n], torch.nn.Identity()):
+            hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+        lower.store[key] = hidden
+    else:
+        lower.hits += 1
+    with _blocks(decoder, decoder.layers[lower.n:], decoder.norm):
+        return decoder(inputs_embeds=hidden, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+
+
 def _packed_rows(batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]):
     """Each user's packed row: its prompt, then every continuation but its last token (whose
     state is never read); returns ``(ids, positions, prompt length, spans)`` per row, a span
@@ -167,9 +249,11 @@ def _dense_mask(rows, length: int, dtype: torch.dtype) -> torch.Tensor:
 
 @torch.no_grad()
 def score_packed(model: torch.nn.Module, batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
-                 device: torch.device, pad_id: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+                 device: torch.device, pad_id: int = 0,
+                 lower: LowerLayers | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each ``(prefix, continuations)`` of ``batch`` (one user each), the summed log-probabilities
-    and lengths of the continuations after the prefix, all users in one packed forward pass."""
+    and lengths of the continuations after the prefix, all users in one packed forward pass
+    (reusing the bottom blocks' output kept in ``lower``, when given)."""
     if len(batch) == 0:
         return []
     decoder, head = decoder_and_head(model)
@@ -184,7 +268,7 @@ def score_packed(model: torch.nn.Module, batch: Sequence[tuple[Sequence[int], Se
         pos[r, :len(row_pos)] = torch.tensor(row_pos)
     ids, pos = ids.to(device), pos.to(device)
     mask = _dense_mask(rows, length, dtype).to(device)
-    hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+    hidden = _decode(decoder, ids, mask, pos, lower)
     # the output layer runs on each prompt's last state once, and on every fed candidate token
     first = head(hidden[torch.arange(len(rows), device=device), torch.tensor([r[2] - 1 for r in rows], device=device)])
     first_lp = torch.log_softmax(first.float(), dim=-1)
