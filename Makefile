@@ -19,7 +19,7 @@ PIPQ := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 STAMP := $(VENV)/.recnotes-installed
 ASSETS_STAMP := $(VENV)/.recnotes-assets
 
-.PHONY: help setup assets execute html book test unit nbtest clean
+.PHONY: help setup assets execute html book test unit nbtest unit-run nbtest-run clean
 
 help:
 	@echo "make book   # set up, execute every chapter (profile=$(PROFILE)), build _build/html"
@@ -59,16 +59,26 @@ book: execute html
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 unit: assets
+	@$(MAKE) --no-print-directory unit-run
+
+unit-run:
 	$(ONE_THREAD) $(BIN)/python -m pytest -q tests
 
 # Re-run the executed chapters in book/ in the quick profile; cells tagged
 # nbval-check-output (dataset statistics, checksums) must reproduce their output.
 # Results go to a temporary folder so the committed book/results stay as published.
 nbtest: assets
+	@$(MAKE) --no-print-directory nbtest-run
+
+nbtest-run:
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(ONE_THREAD) RECNOTES_PROFILE=ci RECNOTES_RESULTS=$$tmp $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider book/*.ipynb
 
-test: unit nbtest
+# The unit tests and the notebook tests side by side, one core and one PyTorch thread each
+# (each one's output comes when it ends).
+test: assets
+	@echo "unit tests and notebook tests, side by side (JOBS=$(JOBS)); each prints when it ends"
+	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target unit-run nbtest-run
 
 clean:
 	rm -rf _build
