@@ -75,10 +75,11 @@ nbtest-run:
 	$(ONE_THREAD) RECNOTES_PROFILE=ci RECNOTES_RESULTS=$$tmp $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider book/*.ipynb
 
 # The unit tests and the notebook tests side by side, one core and one PyTorch thread each
-# (each one's output comes when it ends).
+# (each one's output comes when it ends, where make can hold it back: GNU make 4+).
+SYNC := $(if $(filter output-sync,$(.FEATURES)),--output-sync=target,)
 test: assets
-	@echo "unit tests and notebook tests, side by side (JOBS=$(JOBS)); each prints when it ends"
-	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target unit-run nbtest-run
+	@echo "unit tests and notebook tests, side by side (JOBS=$(JOBS))"
+	@$(MAKE) --no-print-directory -j$(JOBS) $(SYNC) unit-run nbtest-run
 
 clean:
 	rm -rf _build
