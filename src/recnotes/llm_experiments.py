@@ -438,7 +438,8 @@ def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: s
     if not all((cache_dir() / "experiments" / f"llm-{_key(c, split)}" / "run.json").is_file()
                for c in configs.values()):
         n_layers = _backend(llm_model).model.config.num_hidden_layers
-        lower = LowerLayers(n_layers - max(c.lora.layers for c in configs.values() if c.lora is not None))
+        shared = n_layers - max((c.lora.layers for c in configs.values() if c.lora is not None), default=0)
+        lower = LowerLayers(shared) if 0 < shared < n_layers else None  # adapters on every block: nothing to share
     return {n: llm_scores(c, split, progress=progress, lower=lower) for n, c in configs.items()}
 
 
