@@ -285,6 +285,10 @@ def _ranker(config: LLMScoresConfig, titles):
     return ranker, ranker.backend
 
 
+def _scores_folder(config: LLMScoresConfig, split) -> Path:
+    return cache_dir() / "experiments" / f"llm-{_key(config, split)}"
+
+
 def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower=None) -> LLMScores:
     """Score (or load from the cache) the candidates of ``config``.
 
@@ -293,7 +297,7 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
     from .models.llm import item_titles
 
     split = split if split is not None else load_split(config.dataset)
-    folder = cache_dir() / "experiments" / f"llm-{_key(config, split)}"
+    folder = _scores_folder(config, split)
     with _locked(folder):
         cached = _load_scores(config, folder)
         if cached is not None:
@@ -435,8 +439,7 @@ def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: s
     configs = {n: task_config(n, dataset, seed, profile, llm_model) for n in GROUPS[name]}
     split = split if split is not None else load_split(dataset)
     lower = None
-    if not all((cache_dir() / "experiments" / f"llm-{_key(c, split)}" / "run.json").is_file()
-               for c in configs.values()):
+    if not all((_scores_folder(c, split) / "run.json").is_file() for c in configs.values()):
         n_layers = _backend(llm_model).model.config.num_hidden_layers
         shared = n_layers - max((c.lora.layers for c in configs.values() if c.lora is not None), default=0)
         lower = LowerLayers(shared) if 0 < shared < n_layers else None  # adapters on every block: nothing to share
