@@ -39,9 +39,10 @@ INJECTED_TAG = "recnotes-injected"
 #: it reads, ("train:MODEL:SEED") the trained models it loads from the cache, and
 #: ("llm:NAME") the LLM runs of recnotes.llm_experiments it reads from the cache.
 #: "SEED" stands for the --seed in force, "SEEDS" for every seed of the profile.
-#: ("llm:completion" is a group of runs: the zero-shot and fine-tuned completion runs, computed
+#: ("llm:list" is a group of runs: the zero-shot and fine-tuned list-format runs, computed
 #: together so that the blocks below the LoRA adapters run once per user.)
-LLM_RUNS = ["llm:completion", "llm:zero-shot-chat", "llm:lora", "llm:rerank-gptrec"]
+LLM_RUNS = ["llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat", "llm:lora", "llm:rerank-gptrec",
+            "llm:rerank-gptrec-valid"]
 NEEDS: dict[str, list[str]] = {
     "02_concepts": ["train:GPTRec:SEED"],
     "04_math": ["train:GPTRec:SEED"],
@@ -54,12 +55,14 @@ NEEDS: dict[str, list[str]] = {
 }
 #: What the tasks that are not chapters wait for (same notation).
 TASK_NEEDS: dict[str, list[str]] = {
-    "llm:completion": ["llm:lora"],
+    "llm:list": ["llm:lora"],
     "llm:rerank-gptrec": ["llm:lora", "train:GPTRec:SEED"],
+    "llm:rerank-gptrec-valid": ["llm:lora", "train:GPTRec:SEED"],
 }
 #: Which ready task a free lane takes first: the long chains that others wait for.
-PRIORITY = ["llm:lora", "train:GPTRec", "llm:completion", "llm:zero-shot-chat", "llm:rerank-gptrec", "train:LSTM",
-            "train:GPTRec-text", "10_outlook", "03_algorithms", "06_llm", "09_evaluation"]
+PRIORITY = ["llm:lora", "train:GPTRec", "llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat",
+            "llm:rerank-gptrec", "llm:rerank-gptrec-valid", "train:LSTM", "train:GPTRec-text", "10_outlook",
+            "03_algorithms", "06_llm", "09_evaluation"]
 
 
 def repository() -> tuple[str, str]:

@@ -1,12 +1,16 @@
 """Choose the LoRA fine-tuning settings of chapter 6 on validation candidates only.
 
-Each setting fine-tunes the pinned LLM on 256 training examples and ranks the
+Each setting fine-tunes the pinned LLM on the first ``--targets`` targets of the
+shuffled training windows (:mod:`recnotes.models.llm.finetune`) and ranks the
 validation-stage P2 candidates (each user's second-to-last film and 19 unwatched
-films, seed 1) of 100 users; the zero-shot completion prompt is the reference.
-The results are merged into ``book/tuning/LoRA.json`` (one entry per setting), so
-that a setting can be added without re-running the others:
+films, seed 1) of ``--users`` users, with both scores of a candidate: the mean
+log-probability per token of its line and the summed one (one pass: the sum,
+and each line's number of tokens).  The zero-shot list prompt is the reference.
+Each entry has its NDCG@10, a 95% bootstrap interval and a paired test against
+the best entry.  The results are merged into ``book/tuning/LoRA.json`` (one entry
+per setting), so that a setting can be added without re-running the others:
 
-    PYTHONPATH=src python scripts/select_lora.py --settings 3e-4:8 1e-3:8 3e-3:8 1e-2:8 3e-2:8 3e-3:30
+    PYTHONPATH=src python scripts/select_lora.py --settings 5e-4:8 2e-3:8 8e-3:8
 """
 
 from __future__ import annotations
@@ -16,22 +20,41 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "book" / "tuning" / "LoRA.json"
 
 
+def _both(ranker, split, cands) -> dict[str, np.ndarray]:
+    """Per-user NDCG@10 with the mean and with the summed log-probability (one scoring pass)."""
+    from recnotes.evaluate.metrics import rank_metrics
+
+    ranker.reduce = "sum"
+    hist = split.histories("valid")
+    sums = ranker.score_candidates([hist[u] for u in cands.users], cands.items).numpy()
+    lengths = np.array([[len(ids) for ids in ranker.backend.continuation_ids(
+        [ranker.continuations([c], [0])[0] for c in row])] for row in cands.items], dtype=float)
+    out = {}
+    for reduce, scores in (("sum", sums), ("mean", sums / lengths)):
+        target = scores[np.arange(len(scores)), cands.target_pos][:, None]
+        ranks = (scores > target).sum(axis=1)  # 0-based; ties counted in the target's favour
+        out[reduce] = np.asarray(rank_metrics(ranks, (10,))["NDCG@10"], dtype=float)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from recnotes.device import cpu_description
-    from recnotes.evaluate import evaluate_candidates, sample_candidates
+    from recnotes.evaluate import bootstrap_ci, paired_test, sample_candidates
     from recnotes.experiments import load_split
     from recnotes.models.llm import HFBackend, LLMRanker, item_titles
     from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--settings", nargs="*", default=[], help="LR:LAYERS pairs, e.g. 1e-2:8")
-    parser.add_argument("--examples", type=int, default=256)
+    parser.add_argument("--settings", nargs="*", default=[], help="LR:LAYERS pairs, e.g. 2e-3:8")
+    parser.add_argument("--targets", type=int, default=2000)
+    parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--users", type=int, default=100)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -39,28 +62,48 @@ def main(argv: list[str] | None = None) -> int:
     titles = item_titles(split.data)
     cands = sample_candidates(split, n_users=args.users, seed=1, stage="valid")
     backend = HFBackend.from_pretrained()
-    record = json.loads(RECORD.read_text()) if RECORD.is_file() else {
-        "what": "LoRA settings of chapter 6, chosen on validation-stage P2 candidates",
-        "examples": args.examples, "users": args.users, "candidates_seed": 1, "stage": "valid",
-        "machine": cpu_description(), "results": {}}
+    what = "LoRA settings of chapter 6 (sequence fine-tuning), chosen on validation-stage P2 candidates"
+    record = json.loads(RECORD.read_text()) if RECORD.is_file() else {}
+    if record.get("what") != what or record.get("targets") != args.targets:
+        record = {"what": what, "targets": args.targets, "window": args.window, "users": args.users,
+                  "candidates_seed": 1, "stage": "valid", "machine": cpu_description(),
+                  "dtype": str(next(backend.model.parameters()).dtype).removeprefix("torch."),
+                  "per_user": {}, "results": {}}
     if "zero-shot" not in record["results"]:
-        r = evaluate_candidates(LLMRanker(backend, titles, template="completion"), split, cands, "valid", ks=(10,))
-        record["results"]["zero-shot"] = {"valid_ndcg10": float(r.per_user["NDCG@10"].mean())}
+        ranker = LLMRanker(backend, titles, template="list", max_history=args.window - 1)
+        record["per_user"]["zero-shot"] = {k: v.tolist() for k, v in _both(ranker, split, cands).items()}
+        record["results"]["zero-shot"] = {}
     for spec in args.settings:
         lr, layers = float(spec.split(":")[0]), int(spec.split(":")[1])
-        settings = LoRASettings(n_examples=args.examples, keep=(args.examples,), lr=lr, layers=layers)
+        settings = LoRASettings(window=args.window, n_targets=args.targets, keep=(args.targets,), lr=lr,
+                                layers=layers)
         start = time.perf_counter()
         tuned = FineTunedLLMRanker(backend, titles, settings).fit(split, progress=False)
-        seconds = time.perf_counter() - start
-        r = evaluate_candidates(tuned, split, cands, stage="valid", ks=(10,))
-        record["results"][f"lr={lr:g},layers={layers}"] = {
-            "lr": lr, "layers": layers, "valid_ndcg10": float(r.per_user["NDCG@10"].mean()),
-            "train_seconds": seconds, "last_loss": tuned.history[-1]["loss"]}
-        print(spec, record["results"][f"lr={lr:g},layers={layers}"], flush=True)
+        key = f"lr={lr:g},layers={layers}"
+        record["results"][key] = {"lr": lr, "layers": layers, "train_seconds": time.perf_counter() - start,
+                                  "last_loss": tuned.history[-1]["loss"]}
+        record["per_user"][key] = {k: v.tolist() for k, v in _both(tuned, split, cands).items()}
+        print(key, {k: float(np.mean(v)) for k, v in record["per_user"][key].items()}, flush=True)
+        _summarise(record, bootstrap_ci, paired_test)
         RECORD.parent.mkdir(parents=True, exist_ok=True)
         RECORD.write_text(json.dumps(record, indent=1) + "\n")
+    _summarise(record, bootstrap_ci, paired_test)
     RECORD.write_text(json.dumps(record, indent=1) + "\n")
     return 0
+
+
+def _summarise(record: dict, bootstrap_ci, paired_test) -> None:
+    """NDCG@10 with its interval per entry and scoring, and each against the best (paired)."""
+    flat = {(key, reduce): np.asarray(v) for key, per in record["per_user"].items() for reduce, v in per.items()}
+    best = max(flat, key=lambda k: flat[k].mean())
+    for (key, reduce), values in flat.items():
+        mean, lo, hi = bootstrap_ci(values, 1000, seed=0)
+        entry = {"valid_ndcg10": float(mean), "ci_low": float(lo), "ci_high": float(hi)}
+        if (key, reduce) != best:
+            test = paired_test(values, flat[best], seed=0)
+            entry.update(diff_vs_best=float(test["mean_diff"]), p_vs_best=float(test["p_value"]))
+        record["results"][key][reduce] = entry
+    record["best"] = {"setting": best[0], "reduce": best[1]}
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def test_graph_orders_tasks_after_what_they_wait_for():
         seen.add(task)
     assert list(graph)[:2] == ["llm:lora", "train:GPTRec:0"]  # the longest chains first
     assert set(graph["llm:rerank-gptrec"]) == {"llm:lora", "train:GPTRec:0"}
-    assert set(graph["llm:completion"]) == {"llm:lora"}
+    assert set(graph["llm:list"]) == {"llm:lora"}
 
 
 def test_graph_ignores_chapters_not_selected():

@@ -1,6 +1,7 @@
-"""The LoRA fine-tuned LLM ranker: only the adapters move, the training loss falls, the
-adapters reload to identical scores, training examples come from training sequences only,
-and a completion-format ranker cannot have a position bias."""
+"""The LoRA fine-tuned LLM ranker: windows hold training films only and every title in them is
+a target exactly once, only the adapters move, the training loss falls, a candidate's score is
+the log-probability its line has under the training loss, the adapters reload to identical
+scores, and a list- or completion-format ranker cannot have a position bias."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import torch
 from recnotes.data import load_movielens
 from recnotes.data.splits import leave_one_out
 from recnotes.models.llm import HFBackend, LLMRanker, item_titles
-from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings, training_examples
+from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings, take_windows, training_windows
+from recnotes.models.llm.prompts import list_prompt
 
 torch.set_num_threads(1)
 
@@ -28,37 +30,50 @@ def backend():
     return HFBackend.from_pretrained(device="cpu", dtype=torch.float32)
 
 
-def test_examples_come_from_training_sequences_only(split):
-    examples = training_examples(split, 300, max_history=5, seed=0)
-    train_pairs = {(u, int(x)) for u, seq in enumerate(split.train) for x in seq}
-    held_out = set(zip(range(split.n_users), split.valid.tolist())) | set(zip(range(split.n_users), split.test.tolist()))
-    for history, target in examples:
-        assert 1 <= len(history) <= 5
-        owners = {u for u, seq in enumerate(split.train)
-                  if any(list(seq[i:i + len(history) + 1]) == [*history.tolist(), target]
-                         for i in range(len(seq) - len(history)))}
-        assert owners, "the example is a window of some user's training sequence"
-        assert any((u, target) in train_pairs and (u, target) not in held_out for u in owners)
-    again = training_examples(split, 300, max_history=5, seed=0)
-    assert all(np.array_equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(examples, again))  # seeded
-    first = training_examples(split, 64, max_history=5, seed=0)
-    assert all(np.array_equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(first, examples))  # nested sizes
+def test_windows_hold_training_films_only_each_once(split):
+    windows = training_windows(split, window=20, seed=0)
+    assert all(1 <= len(w) <= 20 for w in windows)
+    # every training film of every user is in exactly one window: the windows' multiset of
+    # (user's sequence position) equals the training sequences', found by brute force
+    from collections import Counter
+
+    want = Counter(int(x) for seq in split.train for x in seq)
+    got = Counter(int(x) for w in windows for x in w)
+    assert got == want and sum(len(w) for w in windows) == sum(len(seq) for seq in split.train)
+    # each window is a run of consecutive films of one user's training sequence (brute force:
+    # every user's sequence cut by hand), and none holds that user's validation or test film
+    from collections import Counter as Multiset
+
+    pieces = Multiset()
+    for u, seq in enumerate(split.train):
+        for i in range(0, len(seq), 20):
+            piece = tuple(int(x) for x in seq[i:i + 20])
+            assert int(split.valid[u]) not in piece and int(split.test[u]) not in piece
+            pieces[piece] += 1
+    assert Multiset(tuple(int(x) for x in w) for w in windows) == pieces
+    again = training_windows(split, window=20, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(windows, again))  # seeded
+    other = training_windows(split, window=20, seed=1)
+    assert not all(np.array_equal(a, b) for a, b in zip(windows[:50], other[:50]))
+    taken = take_windows(windows, 1000)
+    assert sum(len(w) for w in taken) >= 1000 > sum(len(w) for w in taken[:-1])
 
 
 def test_fine_tuning_moves_only_the_adapters_and_lowers_the_loss(split, backend):
     titles = item_titles(split.data)
-    settings = LoRASettings(n_examples=24, keep=(24,), batch_size=8, layers=2, lr=5e-3, warmup_steps=1)
+    settings = LoRASettings(window=8, n_targets=64, keep=(64,), batch_size=2, layers=2, lr=5e-3, warmup_steps=1)
     ranker = FineTunedLLMRanker(backend, titles, settings)
     model = ranker.backend.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    examples = training_examples(split, 24, settings.max_history, settings.seed)
-    batch = [ranker._tokens(h, t) for h, t in examples]
+    windows = take_windows(training_windows(split, settings.window, settings.seed), settings.n_targets)
+    batch = [ranker._tokens(w) for w in windows]
     with torch.no_grad():
         loss_before = float(ranker._loss(batch))
     ranker.fit(split, progress=False)
     with torch.no_grad():
         loss_after = float(ranker._loss(batch))
     assert loss_after < loss_before - 0.05
+    assert ranker.targets_seen == sum(len(w) for w in windows) >= 64
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert changed and all("lora_" in n for n in changed)
     n_layers = model.config.num_hidden_layers
@@ -67,25 +82,49 @@ def test_fine_tuning_moves_only_the_adapters_and_lowers_the_loss(split, backend)
     assert not any("lora_" in n for n, _ in backend.model.named_parameters())
 
 
+def test_a_candidates_score_is_its_lines_log_probability_under_the_training_loss(split, backend):
+    """Training and scoring read the same tokens: the ranker's summed score of film ``w[k]``
+    after the history ``w[:k]`` equals line ``k``'s log-probability in the training pass, and
+    the list prompt's tokens are the training window's header and lines."""
+    titles = item_titles(split.data)
+    settings = LoRASettings(window=6, n_targets=12, keep=(12,), batch_size=2, layers=1, lr=5e-2, warmup_steps=1)
+    tuned = FineTunedLLMRanker(backend, titles, settings, reduce="sum").fit(split, progress=False)
+    window = [int(x) for x in split.train[5][:6]]
+    header, lines = tuned._tokens(window)
+    for k in (1, 3, 5):
+        prompt = tuned.prompt(window[:k], [window[k]])
+        assert prompt == list_prompt([titles[i] for i in window[:k]])
+        assert tuned.backend.prompt_ids(prompt) == header + [t for line in lines[:k] for t in line]
+    training = tuned.line_logprobs(window)
+    scored = [float(tuned.score_candidates([window[:k]], np.array([[window[k]]]))[0, 0]) for k in range(1, 6)]
+    assert np.allclose(scored, training[1:], atol=1e-3), (scored, training[1:])
+    # the mean is the sum over the line's tokens
+    mean = LLMRanker(tuned.backend, titles, template="list", max_history=5).score_candidates(
+        [window[:3]], np.array([[window[3]]]))
+    assert np.isclose(float(mean[0, 0]), training[3] / len(lines[3]), atol=1e-4)
+
+
 def test_adapters_reload_to_identical_scores_and_resume(split, backend, tmp_path):
     titles = item_titles(split.data)
-    settings = LoRASettings(n_examples=8, keep=(4, 8), batch_size=4, layers=1, lr=5e-3, warmup_steps=1,
-                            checkpoint_every=1)
+    settings = LoRASettings(window=5, n_targets=20, keep=(10, 20), batch_size=2, layers=1, lr=5e-3,
+                            warmup_steps=1, checkpoint_every=1)
     tuned = FineTunedLLMRanker(backend, titles, settings).fit(split, checkpoint_dir=tmp_path, progress=False)
-    assert (tmp_path / "adapter-4.safetensors").is_file() and (tmp_path / "adapter-8.safetensors").is_file()
+    assert (tmp_path / "adapter-10.safetensors").is_file() and (tmp_path / "adapter-20.safetensors").is_file()
+    assert tuned.history[-1]["targets"] >= 20
     hist, cands = [split.histories("test")[3]], np.array([[1, 50, 100, 181, 258]])
     want = tuned.score_candidates(hist, cands)
-    fresh = FineTunedLLMRanker(backend, titles, settings).load_adapters(tmp_path / "adapter-8.safetensors")
+    fresh = FineTunedLLMRanker(backend, titles, settings).load_adapters(tmp_path / "adapter-20.safetensors")
     assert torch.allclose(fresh.score_candidates(hist, cands), want, atol=1e-6)
-    zero = LLMRanker(backend, titles, template="completion").score_candidates(hist, cands)
+    zero = LLMRanker(backend, titles, template="list", max_history=4).score_candidates(hist, cands)
     assert not torch.allclose(zero, want, atol=1e-3)  # the adapters changed something
     # a run interrupted after its checkpoint resumes to the same adapters
     again = FineTunedLLMRanker(backend, titles, settings).fit(split, checkpoint_dir=tmp_path, progress=False)
     assert torch.allclose(again.score_candidates(hist, cands), want, atol=1e-6)
 
 
-def test_completion_scores_do_not_depend_on_the_candidates_order(split, backend):
-    ranker = LLMRanker(backend, item_titles(split.data), template="completion")
+@pytest.mark.parametrize("template", ["completion", "list"])
+def test_text_prompt_scores_do_not_depend_on_the_candidates_order(split, backend, template):
+    ranker = LLMRanker(backend, item_titles(split.data), template=template)
     hist = split.histories("test")[7]
     cands = [1, 50, 100, 181, 258, 288]
     scores = ranker.score_user(hist, cands, order=np.arange(6))
@@ -109,13 +148,13 @@ def test_models_equal_below_their_adapters_share_the_bottom_blocks(split, backen
     from recnotes.models.llm.likelihood import LowerLayers
 
     titles = item_titles(split.data)
-    settings = LoRASettings(n_examples=4, keep=(4,), batch_size=4, layers=1, lr=5e-2, warmup_steps=1)
+    settings = LoRASettings(window=5, n_targets=10, keep=(10,), batch_size=2, layers=1, lr=5e-2, warmup_steps=1)
     tuned = FineTunedLLMRanker(backend, titles, settings).fit(split, progress=False)
-    zero = LLMRanker(backend, titles, template="completion")
+    zero = LLMRanker(backend, titles, template="list", max_history=4)
     hists = [split.histories("test")[u] for u in (3, 9)]
     cands = np.array([[1, 50, 100, 181], [7, 12, 300, 258]])
     # the independent reference: every candidate with its own full prompt, no sharing
-    want = {name: LLMRanker(r.backend, titles, template="completion", scorer="naive").score_candidates(hists, cands)
+    want = {name: LLMRanker(r.backend, titles, template="list", max_history=4, scorer="naive").score_candidates(hists, cands)
             for name, r in (("zero", zero), ("tuned", tuned))}
     shared = LowerLayers(backend.model.config.num_hidden_layers - settings.layers)
     try:
@@ -133,4 +172,4 @@ def test_models_equal_below_their_adapters_share_the_bottom_blocks(split, backen
         other.model.get_decoder().layers[0].mlp.down_proj.weight.mul_(1.01)
     other.lower = shared
     with pytest.raises(ValueError, match="bottom blocks differ"):
-        LLMRanker(other, titles, template="completion").score_candidates(hists, cands)
+        LLMRanker(other, titles, template="list", max_history=4).score_candidates(hists, cands)

@@ -17,7 +17,7 @@ from recnotes.models.llm import (Completion, HFBackend, LLMBackend, LLMBackendEr
                                  LLMRanker, build_messages, item_titles, parse_ranking,
                                  popularity_bias, position_bias, position_summary, watched_first)
 from recnotes.models.llm.likelihood import score_naive, score_packed, score_shared_prefix
-from recnotes.models.llm.prompts import CHAT_TEMPLATES, build_prompt, completion_prompt
+from recnotes.models.llm.prompts import CHAT_TEMPLATES, build_prompt, completion_prompt, continuation_text
 
 torch.set_num_threads(1)
 
@@ -128,12 +128,12 @@ def test_model_not_cached_offline_says_what_to_do(monkeypatch, tmp_path):
 
 # --------------------------------------------------------- likelihood scoring
 @pytest.mark.parametrize("scorer", ["packed", "shared", "naive"])
-@pytest.mark.parametrize("template,end_token", [("sequential", False), ("completion", True)])
+@pytest.mark.parametrize("template,end_token", [("sequential", False), ("completion", True), ("list", False)])
 def test_every_scorer_matches_the_full_prompt_reference(backend, titles, scorer, template, end_token):
     history = [titles[i] for i in (50, 181, 100)]
     cands = [titles[i] for i in (1, 12, 64, 98, 127, 1300)]  # titles of different token lengths
     prompt = build_prompt(history, cands, template, "likelihood")
-    texts = [(" " + c) if template == "completion" else c for c in cands]
+    texts = [continuation_text(c, template) for c in cands]
     prefix = backend.prompt_ids(prompt)
     conts = backend.continuation_ids(texts, end_token)
     assert len({len(c) for c in conts}) > 2, "the test needs candidates of several lengths"
@@ -212,6 +212,25 @@ def test_completion_template_is_plain_text_with_the_last_films(backend, titles):
         LLMRanker(backend, titles, method="listwise", template="completion")
     with pytest.raises(ValueError, match="likelihood task only"):
         build_prompt(["A"], ["B"], "completion", "listwise")
+
+
+def test_list_template_is_the_list_alone_and_a_candidate_its_next_line(backend, titles):
+    ranker = LLMRanker(backend, titles, template="list", max_history=2)
+    assert ranker.name == "LLMRanker[likelihood,list]" and ranker.end_token is False
+    prompt = ranker.prompt([7, 50, 181], [1, 12])
+    assert prompt == f"Films I watched, oldest first:\n{titles[50]}\n{titles[181]}\n"
+    assert ranker.continuations([1, 12], [1, 0]) == [titles[12] + "\n", titles[1] + "\n"]
+    assert backend.tokenizer.decode(backend.prompt_ids(prompt)) == prompt
+    # the sum is the mean times the number of the line's tokens
+    mean = ranker.score_user([7, 50, 181], [1, 12], order=[0, 1])
+    total = LLMRanker(backend, titles, template="list", max_history=2, reduce="sum").score_user(
+        [7, 50, 181], [1, 12], order=[0, 1])
+    lengths = [len(i) for i in backend.continuation_ids([titles[1] + "\n", titles[12] + "\n"])]
+    assert np.allclose(total, mean * np.array(lengths), atol=1e-4)
+    with pytest.raises(ValueError, match="likelihood task only"):
+        build_prompt(["A"], ["B"], "list", "listwise")
+    with pytest.raises(ValueError, match="reduction"):
+        LLMRanker(backend, titles, template="list", reduce="max")
 
 
 def test_likelihood_needs_a_likelihood_backend(titles):

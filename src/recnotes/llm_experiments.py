@@ -5,11 +5,12 @@ so, like a trained model, each LLM run is a frozen config whose result is stored
 in the experiment cache (``cache_dir()/experiments/<key>/``, keyed by the
 config, the data, the model and the recnotes version) and computed once:
 
-* :class:`LoRAConfig`: LoRA adapters fine-tuned on the training sequences
+* :class:`LoRAConfig`: LoRA adapters fine-tuned on windows of the training
+  sequences, every title a target
   (:class:`~recnotes.models.llm.finetune.FineTunedLLMRanker`), kept after each
-  size of the learning curve;
+  number of targets of the learning curve;
 * :class:`LLMScoresConfig`: the scores a ranker (zero-shot with a template, or
-  with the adapters of a :class:`LoRAConfig` after some number of examples)
+  with the adapters of a :class:`LoRAConfig` after some number of targets)
   gives to a candidate set of the profile's P2 users: protocol P2's candidates
   (and, for the watched-first probe, one film each user watched), or GPTRec's
   top 20 of the whole catalogue (retrieve, then re-rank).
@@ -41,13 +42,16 @@ from .profiles import get_profile, resolve_profile
 from .safeio import file_sha256, move_aside, write_atomic
 
 __all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS", "GROUPS", "compute_group",
-           "group_of", "lora_run", "llm_scores", "watched_candidates", "gptrec_top", "task_config", "main"]
+           "group_of", "CURVE", "reranked_ranks", "blend_scores", "lora_run", "llm_scores", "watched_candidates", "gptrec_top", "task_config", "main"]
 
 #: bumped when what an LLM config produces changes (so the cache is not reused)
-LLM_REVISION = 2
+LLM_REVISION = 3
 
-#: examples of the fine-tuning run per profile (the learning curve's sizes are capped to it)
-_EXAMPLES = {"full": 1024, "ci": 16, "smoke": 4}
+#: users whose full pass is timed again, alone, for a run that reused another run's bottom blocks
+_ALONE_USERS = 16
+
+#: targets (training titles) of the fine-tuning run per profile (the curve's sizes are capped to it)
+_TARGETS = {"full": 8000, "ci": 40, "smoke": 20}
 
 
 @dataclass(frozen=True)
@@ -58,21 +62,20 @@ class LoRAConfig(ExperimentConfig):
     rank: int = 8
     alpha: float = 16.0
     layers: int = 8
-    n_examples: int = 1024
-    keep: tuple[int, ...] = (64, 256, 1024)
-    batch_size: int = 8
-    lr: float = 1e-2  # lr and layers: the best on validation (scripts/select_lora.py, book/tuning/LoRA.json)
-    max_history: int = 10
+    window: int = 20
+    n_targets: int = 8000
+    keep: tuple[int, ...] = (1000, 4000, 8000)
+    batch_size: int = 4
+    lr: float = 2e-3  # the best on validation (scripts/select_lora.py, book/tuning/LoRA.json)
 
     def settings(self):
-        """The fine-tuning settings, with the profile's cap on the number of examples."""
+        """The fine-tuning settings, with the profile's cap on the number of targets."""
         from .models.llm.finetune import LoRASettings
 
-        n = min(self.n_examples, _EXAMPLES[get_profile(self.profile).name])
+        n = min(self.n_targets, _TARGETS[get_profile(self.profile).name])
         keep = tuple(sorted({min(k, n) for k in self.keep}))
-        return LoRASettings(rank=self.rank, alpha=self.alpha, layers=self.layers, n_examples=n, keep=keep,
-                            batch_size=min(self.batch_size, n), lr=self.lr, max_history=self.max_history,
-                            seed=self.seed)
+        return LoRASettings(rank=self.rank, alpha=self.alpha, layers=self.layers, window=self.window,
+                            n_targets=n, keep=keep, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,9 @@ class LLMScoresConfig(ExperimentConfig):
     candidates: str = "P2"
     watched: bool = False
     lora: LoRAConfig | None = None
-    lora_examples: int | None = None  # which kept adapters (None: after all the examples)
+    lora_targets: int | None = None  # which kept adapters (None: after all the targets)
+    stage: str = "test"  # "valid": the users' validation film is the target (for choosing)
+    reduce: str = "mean"  # a candidate's score: mean or summed log-probability of its tokens
     n_users: int | None = None  # default: the profile's P2 users
     batch_users: int = 1
 
@@ -161,24 +166,55 @@ def watched_candidates(histories: Sequence[Sequence[int]], candidates: np.ndarra
 
 
 def gptrec_top(split, users: np.ndarray, k: int = 20, seed: int = 0, profile: str = "full",
-               dataset: str = "ml-100k") -> tuple[np.ndarray, np.ndarray]:
-    """GPTRec's (default config) top ``k`` of the whole catalogue for ``users`` at the test stage,
-    seen films masked, and each user's target position in it (-1 when it is not there)."""
+               dataset: str = "ml-100k", stage: str = "test",
+               with_scores: bool = False) -> tuple[np.ndarray, ...]:
+    """GPTRec's (default config) top ``k`` of the whole catalogue for ``users`` at ``stage``,
+    seen films masked, and each user's target position in it (-1 when it is not there); with
+    ``with_scores``, GPTRec's scores of those films too (for a blend)."""
     model = run(GPTRecConfig(dataset=dataset, seed=seed, profile=profile), split, progress=False).model
-    hist = split.histories("test")
+    hist = split.histories(stage)
     scores = model.score([hist[u] for u in users]).float()
     scores[:, 0] = float("-inf")
     for row, u in enumerate(users):
         seen = torch.as_tensor(np.asarray(hist[u], dtype=np.int64))
         scores[row, seen[seen > 0]] = float("-inf")
-    top = scores.topk(k, dim=1).indices.cpu().numpy().astype(np.int64)
-    targets = split.targets("test")[users]
+    values, top = scores.topk(k, dim=1)
+    top = top.cpu().numpy().astype(np.int64)
+    targets = split.targets(stage)[users]
     pos = np.array([int(np.flatnonzero(row == t)[0]) if t in row else -1 for row, t in zip(top, targets)])
-    return top, pos
+    return (top, pos, values.double().cpu().numpy()) if with_scores else (top, pos)
+
+
+def reranked_ranks(scores: np.ndarray, target_pos: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Full-ranking (P1) ranks, 0-based, after each user's retrieved list is re-ordered by
+    ``scores`` ``[n, k]`` (higher first, ties in the retriever's order): a target inside the list
+    takes its place in the new order, one outside (``target_pos == -1``) keeps ``fallback``, its
+    rank in the retriever's ranking of the whole catalogue."""
+    scores = np.asarray(scores, dtype=np.float64)
+    target_pos = np.asarray(target_pos)
+    order = (-scores).argsort(axis=1, kind="stable").argsort(axis=1)
+    inside = target_pos >= 0
+    rows = np.arange(len(target_pos))
+    return np.where(inside, order[rows, np.maximum(target_pos, 0)], np.asarray(fallback))
+
+
+def blend_scores(retriever: np.ndarray, ranker: np.ndarray, weight: float) -> np.ndarray:
+    """``weight * z(retriever) + (1 - weight) * z(ranker)``, each score standardised within a
+    user's row (mean 0, standard deviation 1; a constant row becomes 0)."""
+    def z(x):
+        x = np.asarray(x, dtype=np.float64)
+        sd = x.std(axis=1, keepdims=True)
+        return np.where(sd > 0, (x - x.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1), 0.0)
+
+    if not 0 <= weight <= 1:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    return weight * z(retriever) + (1 - weight) * z(ranker)
 
 
 def _users(config: ExperimentConfig) -> int:
-    return config.n_users if getattr(config, "n_users", None) else get_profile(config.profile).p2_users
+    """The number of users a run scores: the profile's P2 users, or fewer where the config says."""
+    n = get_profile(config.profile).p2_users
+    return min(config.n_users, n) if getattr(config, "n_users", None) else n
 
 
 def _key(config: ExperimentConfig, split) -> str:
@@ -210,21 +246,31 @@ class LoRARun:
     folder: Path
     history: list
     train_seconds: float
-    examples: int
+    targets: int  # titles trained on
+    train_targets: int  # titles in all the training sequences (the share covered: targets / this)
     trainable_parameters: int
     cached: bool
 
     @property
-    def examples_per_second(self) -> float:
-        return self.examples / self.train_seconds if self.train_seconds else float("nan")
+    def targets_per_second(self) -> float:
+        return self.targets / self.train_seconds if self.train_seconds else float("nan")
 
-    def adapters(self, examples: int | None = None) -> Path:
-        """The adapters' file after ``examples`` examples (default: all of them)."""
-        n = self.examples if examples is None else examples
+    @property
+    def coverage(self) -> float:
+        """The share of the training films that were a target."""
+        return self.targets / self.train_targets
+
+    def seconds_at(self, targets: int) -> float:
+        """Training seconds until ``targets`` targets had been seen (from the run's history)."""
+        return next((h["seconds"] for h in self.history if h["targets"] >= targets), self.train_seconds)
+
+    def adapters(self, targets: int | None = None) -> Path:
+        """The adapters' file after ``targets`` targets (default: the kept size of the whole run)."""
+        n = max(self.config.settings().keep) if targets is None else targets
         path = self.folder / f"adapter-{n}.safetensors"
         if not path.is_file():
             kept = sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("adapter-*.safetensors"))
-            raise FileNotFoundError(f"no adapters after {n} examples in {self.folder} (kept: {kept})")
+            raise FileNotFoundError(f"no adapters after {n} targets in {self.folder} (kept: {kept})")
         return path
 
 
@@ -243,8 +289,8 @@ def lora_run(config: LoRAConfig, split=None, progress: bool = True) -> LoRARun:
                 for name, digest in meta["sha256"].items():
                     if file_sha256(folder / name) != digest:
                         raise ValueError(f"{name} does not match the checksum in run.json")
-                return LoRARun(config, folder, meta["history"], meta["train_seconds"], meta["examples"],
-                               meta["trainable_parameters"], True)
+                return LoRARun(config, folder, meta["history"], meta["train_seconds"], meta["targets"],
+                               meta["train_targets"], meta["trainable_parameters"], True)
             except Exception as err:  # noqa: BLE001 - retrain what cannot be read
                 move_aside(folder, "the cached LoRA adapters", f"{type(err).__name__}: {err}")
         settings = config.settings()
@@ -255,15 +301,17 @@ def lora_run(config: LoRAConfig, split=None, progress: bool = True) -> LoRARun:
             src = folder / "checkpoint" / f"adapter-{k}.safetensors"
             write_atomic(folder / src.name, lambda tmp, src=src: tmp.write_bytes(src.read_bytes()))
         kept = [f"adapter-{k}.safetensors" for k in settings.keep]
+        train_targets = int(sum(len(seq) for seq in split.train))
         meta = {"config": asdict(config), "history": ranker.history, "train_seconds": ranker.train_seconds,
-                "examples": settings.n_examples, "trainable_parameters": ranker.trainable_parameters(),
+                "targets": ranker.targets_seen, "train_targets": train_targets,
+                "trainable_parameters": ranker.trainable_parameters(),
                 "recnotes_version": __version__, "sha256": {n: file_sha256(folder / n) for n in kept}}
         write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
         import shutil
 
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)
-        return LoRARun(config, folder, ranker.history, ranker.train_seconds, settings.n_examples,
-                       meta["trainable_parameters"], False)
+        return LoRARun(config, folder, ranker.history, ranker.train_seconds, ranker.targets_seen,
+                       train_targets, meta["trainable_parameters"], False)
 
 
 # ---------------------------------------------------------------- scores
@@ -274,14 +322,15 @@ def _ranker(config: LLMScoresConfig, titles):
     backend = _backend(config.llm_model)
     if config.lora is None:
         return LLMRanker(backend, titles, "likelihood", config.template, config.max_history,
-                         seed=config.seed, batch_users=config.batch_users), backend
-    if config.template != "completion":
-        raise ValueError("the fine-tuned ranker uses the completion template")
+                         seed=config.seed, batch_users=config.batch_users, reduce=config.reduce), backend
+    if config.template != "list" or config.max_history != config.lora.window - 1:
+        raise ValueError(f"the fine-tuned ranker scores in its training format: template 'list' and "
+                         f"max_history {config.lora.window - 1} (window - 1)")
     trained = lora_run(config.lora)
     ranker = FineTunedLLMRanker(backend, titles, config.lora.settings(), seed=config.seed,
-                                batch_users=config.batch_users)
-    examples = config.lora_examples or trained.examples
-    ranker.load_adapters(trained.adapters(examples), examples=examples)
+                                batch_users=config.batch_users, reduce=config.reduce)
+    path = trained.adapters(config.lora_targets)
+    ranker.load_adapters(path, targets=min(int(path.stem.split("-")[1]), trained.targets))
     return ranker, ranker.backend
 
 
@@ -303,15 +352,16 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
         if cached is not None:
             return cached
         n_users = _users(config)
-        p2 = sample_candidates(split, n_users=n_users, seed=config.seed)
+        p2 = sample_candidates(split, n_users=n_users, seed=config.seed, stage=config.stage)
         users = p2.users
         if config.candidates == "P2":
             items, target_pos = p2.items, p2.target_pos
         elif config.candidates == "GPTRec-top20":
-            items, target_pos = gptrec_top(split, users, 20, config.seed, config.profile, config.dataset)
+            items, target_pos = gptrec_top(split, users, 20, config.seed, config.profile, config.dataset,
+                                           stage=config.stage)
         else:
             raise ValueError(f"candidates must be 'P2' or 'GPTRec-top20', not {config.candidates!r}")
-        hist = split.histories("test")
+        hist = split.histories(config.stage)
         histories = [hist[u] for u in users]
         titles = item_titles(split.data)
         ranker, backend = _ranker(config, titles)
@@ -319,25 +369,41 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
         watched_items = watched_slots = None
         scored_items = items
         if config.watched:
-            if config.template != "completion":
-                raise ValueError("the watched film is scored on its own: completion template only")
+            if config.template not in ("completion", "list"):
+                raise ValueError("the watched film is scored on its own: completion or list template only")
             watched_items, watched_slots = watched_candidates(histories, items, target_pos, seed=config.seed)
             scored_items = np.concatenate([items, watched_items[:, None]], axis=1)
         start = time.perf_counter()
+        hits_before = lower.hits if lower is not None else 0
         backend.lower = lower
         try:
             scores = ranker.score_candidates(histories, scored_items).numpy()
         finally:
             backend.lower = None
         seconds = time.perf_counter() - start
+        reused = bool(lower is not None and lower.hits > hits_before)
         st = ranker.stats
+        tokens = {"prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
+                  "tokens_per_user": st.tokens_per_user}
+        alone = seconds / len(users)
+        if reused:  # the bottom blocks came from another run: time a full pass of this model alone
+            k = min(len(users), _ALONE_USERS)
+            t0 = time.perf_counter()
+            ranker.score_candidates(histories[:k], scored_items[:k])
+            alone = (time.perf_counter() - t0) / k
         stats = {"seconds": seconds, "users": len(users), "seconds_per_user": seconds / len(users),
-                 "prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
-                 "tokens_per_user": st.tokens_per_user, "device": str(backend.device),
+                 # a full pass of this model alone (the cost to quote for it)
+                 "seconds_per_user_alone": alone, "users_timed_alone": k if reused else len(users),
+                 **tokens, "device": str(backend.device),
                  "dtype": str(next(backend.model.parameters()).dtype).removeprefix("torch."),
                  "threads": torch.get_num_threads(), "model": backend.name,
+                 # whether the bottom blocks' output came from a run before this one (then
+                 # seconds_per_user is not the cost of this model alone)
                  "shared_bottom_blocks": lower.n if lower is not None else 0,
-                 "parameters": sum(p.numel() for p in backend.model.parameters())}
+                 "reused_bottom_blocks": reused,
+                 "parameters": sum(p.numel() for n, p in backend.model.named_parameters() if "lora_" not in n),
+                 "blocks": int(backend.model.config.num_hidden_layers),
+                 "origin": getattr(backend, "origin", backend.name)}
         result = LLMScores(config, ranker.name, users, items, scores[:, :items.shape[1]], target_pos,
                            watched_items, scores[:, -1] if config.watched else None, stats, False)
         if config.watched:
@@ -383,35 +449,41 @@ def _lora(**kw) -> Callable[..., LoRAConfig]:
                                                                      llm_model=llm_model, **kw)
 
 
-def _scores(lora: bool = False, lora_examples: int | None = None, **kw) -> Callable[..., LLMScoresConfig]:
+def _scores(lora: bool = False, lora_targets: int | None = None, **kw) -> Callable[..., LLMScoresConfig]:
     def make(dataset, seed, profile, llm_model=None):
-        adapters = LoRAConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model) if lora else None
-        examples = None if adapters is None or lora_examples is None else \
-            min(lora_examples, adapters.settings().n_examples)
-        return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model, lora=adapters,
-                               lora_examples=examples, **kw)
+        adapters = LoRAConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model)
+        targets = None if lora_targets is None else min(lora_targets, adapters.settings().n_targets)
+        if kw.get("template") == "list":  # the training format: the window's films before the next one
+            kw.setdefault("max_history", adapters.window - 1)
+        return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model,
+                               lora=adapters if lora else None, lora_targets=targets if lora else None, **kw)
     return make
 
+
+#: the kept adapters of the fine-tuning run that chapter 6 scores (its learning curve)
+CURVE = {"lora-1k": 1000, "lora-4k": 4000, "lora-8k": 8000}
 
 #: the LLM runs of chapter 6, by name (the executor's lane tasks are ``llm:<name>``)
 TASKS: dict[str, Callable[..., ExperimentConfig]] = {
     "zero-shot-completion": _scores(template="completion", watched=True),
     "zero-shot-chat": _scores(template="recency"),
+    # every list-format run scores the watched film too: their packed inputs are then the same,
+    # and the group below computes the bottom blocks once for all of them
+    "zero-shot-list": _scores(template="list", watched=True),
     "lora": _lora(),
-    # every completion-format run scores the watched film too: their packed inputs are then the
-    # same, and the group below computes the bottom blocks once for all of them
-    "lora-64": _scores(lora=True, lora_examples=64, watched=True),
-    "lora-256": _scores(lora=True, lora_examples=256, watched=True),
-    "lora-1024": _scores(lora=True, lora_examples=1024, watched=True),
-    "rerank-gptrec": _scores(lora=True, lora_examples=1024, candidates="GPTRec-top20"),
+    **{name: _scores(lora=True, lora_targets=k, template="list", watched=True) for name, k in CURVE.items()},
+    "rerank-gptrec": _scores(lora=True, template="list", candidates="GPTRec-top20"),
+    # the same on the validation films: the blend's weight is chosen there
+    "rerank-gptrec-valid": _scores(lora=True, template="list", candidates="GPTRec-top20", stage="valid",
+                                   n_users=100),
 }
 
 
 #: runs computed together (the executor's ``llm:<group>`` tasks): the zero-shot and the
-#: fine-tuned completion runs score the same prompts and candidates with models that are equal
+#: fine-tuned list runs score the same prompts and candidates with models that are equal
 #: below the LoRA blocks, so the bottom blocks run once per user for all of them
 GROUPS: dict[str, tuple[str, ...]] = {
-    "completion": ("zero-shot-completion", "lora-64", "lora-256", "lora-1024"),
+    "list": ("zero-shot-list", *CURVE),
 }
 
 

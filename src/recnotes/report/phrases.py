@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .compare import fmt, verdict
+from .compare import fmt, fmt_p, verdict
 
-__all__ = ["compared", "signed"]
+__all__ = ["compared", "signed", "change"]
 
 
 def compared(test: Mapping[str, float], other: str, better: str = "better", worse: str = "worse",
@@ -25,3 +25,13 @@ def signed(x: float, digits: int = 3) -> str:
     paired difference."""
     text = fmt(float(x), digits)
     return text if text.startswith("-") or text == "0" else f"+{text}"
+
+
+def change(before: float, after: float, test: Mapping[str, float], alpha: float = 0.05,
+           key: str = "p_value", digits: int = 3) -> str:
+    """A paired difference in words, with its direction, its size and its significance:
+    ``"lower, 0.104 → 0.075, not significant at 5% (p 0.078)"``."""
+    a, b = fmt(float(before), digits), fmt(float(after), digits)
+    direction = "higher" if after > before else "lower" if after < before else "the same"
+    significance = "significant" if test[key] < alpha else "not significant"
+    return f"{direction}, {a} → {b}, {significance} at {100 * alpha:g}% (p {fmt_p(test[key])})"

@@ -42,6 +42,7 @@ __all__ = [
 Message = dict[str, str]  #: one chat message: ``{"role": ..., "content": ...}``
 Prompt = str | Sequence[Message]  #: plain text to continue, or a chat
 SCORERS = ("packed", "shared", "naive")  #: likelihood paths, fastest first (same numbers)
+REDUCTIONS = ("mean", "sum")  #: a continuation's score: mean log-probability per token, or the sum
 
 DEFAULT_MODEL = "smollm2-135m-instruct-gguf"  #: the pinned offline default (an asset name)
 _DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -98,8 +99,9 @@ class LLMBackend:
         raise NotImplementedError
 
     def score_continuations(self, prompt: Prompt, continuations: Sequence[str], scorer: str = "packed",
-                            end_token: bool = False) -> np.ndarray:
-        """Mean per-token log-probability of each continuation after the prompt."""
+                            end_token: bool = False, reduce: str = "mean") -> np.ndarray:
+        """Mean per-token (or, with ``reduce="sum"``, summed) log-probability of each
+        continuation after the prompt."""
         raise LLMBackendError(
             f"backend {self.name!r} cannot score continuations by likelihood; "
             f"use the list-wise ranking method with it, or a local Hugging Face model")
@@ -173,6 +175,7 @@ class HFBackend(LLMBackend):
         self.name = name
         # bottom blocks' output shared with models equal below their adapters (likelihood.LowerLayers)
         self.lower = None
+        self.origin = name  #: where the weights come from, in words (set by from_pretrained)
 
     def __repr__(self) -> str:
         dtype = next(self.model.parameters()).dtype
@@ -200,9 +203,11 @@ class HFBackend(LLMBackend):
         if model is None or str(model) == DEFAULT_MODEL:
             source: str | Path = _dequantized_default()
             name, local_only = "SmolLM2-135M-Instruct-Q4_1", True
+            origin = "a 4-bit GGUF file (Q4_1) of SmolLM2-135M-Instruct, dequantized"
         else:
             source, local_only = model, not online
             name = Path(str(model)).name if Path(str(model)).exists() else str(model)
+            origin = f"{name} (Hugging Face weights)"
         kwargs: dict = {"local_files_only": local_only}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file
@@ -222,7 +227,9 @@ class HFBackend(LLMBackend):
         net = net.to(device=device, dtype=dtype)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        return cls(net, tokenizer, name=name, device=device)
+        backend = cls(net, tokenizer, name=name, device=device)
+        backend.origin = f"{origin}, run in {str(dtype).removeprefix('torch.')}"
+        return backend
 
     # --------------------------------------------------------------- tokens
     def count_tokens(self, text: str) -> int:
@@ -260,23 +267,26 @@ class HFBackend(LLMBackend):
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()
     def score_continuations(self, prompt: Prompt, continuations: Sequence[str], scorer: str = "packed",
-                            end_token: bool = False) -> np.ndarray:
-        """Mean log-probability per token of each continuation after the prompt.
+                            end_token: bool = False, reduce: str = "mean") -> np.ndarray:
+        """Mean log-probability per token of each continuation after the prompt (their sum with
+        ``reduce="sum"``).
 
         ``scorer`` picks the path (:mod:`recnotes.models.llm.likelihood`): ``packed`` (the prompt
         and all continuations in one row with a block mask), ``shared`` (the prompt's KV cache
         copied over a right-padded batch of continuations) or ``naive`` (each continuation
         with its own full prompt, the slow reference).  All give the same numbers.
         """
-        return self.score_batch([prompt], [continuations], scorer, end_token)[0]
+        return self.score_batch([prompt], [continuations], scorer, end_token, reduce)[0]
 
     @torch.no_grad()
     def score_batch(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]],
-                    scorer: str = "packed", end_token: bool = False) -> list[np.ndarray]:
+                    scorer: str = "packed", end_token: bool = False, reduce: str = "mean") -> list[np.ndarray]:
         """:meth:`score_continuations` for several users at once (one packed pass for all of
         them with the ``packed`` scorer; one user after the other with the others)."""
         if scorer not in SCORERS:
             raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduce!r}; choose one of {REDUCTIONS}")
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
         batch = [(self.prompt_ids(p), self.continuation_ids(c, end_token)) for p, c in zip(prompts, continuations)]
@@ -289,7 +299,7 @@ class HFBackend(LLMBackend):
         out = []
         for (prefix, conts), (sums, lengths) in zip(batch, results):
             self.usage.add(len(prefix) * (len(conts) if scorer == "naive" else 1), int(lengths.sum()))
-            out.append(sums / lengths)
+            out.append(sums / lengths if reduce == "mean" else np.asarray(sums, dtype=np.float64))
         return out
 
     # ------------------------------------------------------------- generation

@@ -2,25 +2,28 @@
 
 :class:`FineTunedLLMRanker` adds LoRA adapters {Hu et al. 2022} through
 ``peft`` to the top ``layers`` transformer blocks of a pretrained causal LM and
-trains only them on *next-title generation* from the **training** sequences,
-as TALLRec and LlamaRec fine-tune LLaMA for recommendation: an example is a
-window of a user's training sequence shown in the ``completion`` format
-(:func:`~recnotes.models.llm.prompts.completion_prompt`), followed by the
-title of the film that came next and the end-of-text token; the loss is the
-cross-entropy of the title's tokens only.  Validation and test items never
-enter an example.
+trains only them on the **training** sequences written as the ``list`` prompt
+(:func:`~recnotes.models.llm.prompts.list_prompt`): a window of ``window``
+consecutive films of one user's training sequence, one title per line.  The
+loss is the cross-entropy of every title's tokens (and the newline that ends
+its line) given the lines before it, so each film of the window is a target,
+as each position of a sequence is a target for GPTRec.  The windows cut each
+training sequence into consecutive pieces, so every training film is a target
+exactly once per pass; validation and test films never enter a window.
 
-The fine-tuned model ranks candidates through the same likelihood path as the
-zero-shot ranker (it is an :class:`~recnotes.models.llm.ranker.LLMRanker` with
-the ``completion`` template), so the scores are comparable.
+The fine-tuned model ranks candidates as the zero-shot ``list`` ranker does (it
+is an :class:`~recnotes.models.llm.ranker.LLMRanker` with the ``list``
+template): a candidate's score is the log-probability of its line after the
+user's last ``window - 1`` lines, the same tokens that the loss counts, so
+training and scoring cannot drift apart (:meth:`FineTunedLLMRanker.line_logprobs`
+computes a window's lines through the training path, for the tests).
 
-Training is seeded (the examples drawn, their order, the adapters'
-initialisation), shows a progress bar, and writes a checkpoint (adapters,
-optimizer and random state as safetensors + JSON, atomically) every
-``checkpoint_every`` steps and at every size of ``keep``: an interrupted run
-resumes, and the adapters after 64, 256, ... examples stay on disk for the
-learning curve.  Only the adapted blocks are differentiated: the gradient
-stops at the lowest of them.
+Training is seeded (the windows' order, the adapters' initialisation), shows a
+progress bar, and writes a checkpoint (adapters, optimizer and random state as
+safetensors + JSON, atomically) every ``checkpoint_every`` steps and at every
+size of ``keep``: an interrupted run resumes, and the adapters after 1,000,
+4,000, ... targets stay on disk for the learning curve.  The learning rate warms
+up, then decays linearly to zero at ``n_targets``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -44,13 +46,13 @@ from ...progress import progress_bar
 from ...safeio import file_sha256, move_aside, write_atomic
 from .backends import HFBackend
 from .likelihood import decoder_and_head
-from .prompts import completion_prompt, continuation_text
+from .prompts import LIST_HEADER, continuation_text
 from .ranker import LLMRanker
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...data.splits import Split
 
-__all__ = ["LoRASettings", "FineTunedLLMRanker", "training_examples", "TARGET_MODULES"]
+__all__ = ["LoRASettings", "FineTunedLLMRanker", "training_windows", "take_windows", "TARGET_MODULES"]
 
 #: the linear layers of a Llama-style block that get adapters
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -58,44 +60,50 @@ TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 
 @dataclass(frozen=True)
 class LoRASettings:
-    """How to fine-tune: the adapters, the examples and the optimizer."""
+    """How to fine-tune: the adapters, the windows and the optimizer."""
 
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
     layers: int = 8  # adapters on the top `layers` blocks; the gradient stops below them
     targets: tuple[str, ...] = TARGET_MODULES
-    n_examples: int = 1024  # training examples, seen once each
-    keep: tuple[int, ...] = (64, 256, 1024)  # sizes whose adapters are kept (the learning curve)
-    batch_size: int = 8
-    lr: float = 1e-2  # chosen on validation candidates (scripts/select_lora.py)
-    warmup_steps: int = 8
-    max_history: int = 10
+    window: int = 20  # films per training window (and the ranker's history + 1)
+    n_targets: int = 8000  # titles trained on, each once (the budget)
+    keep: tuple[int, ...] = (1000, 4000, 8000)  # numbers of targets whose adapters are kept
+    batch_size: int = 4  # windows per step
+    lr: float = 2e-3
+    warmup_steps: int = 10
     checkpoint_every: int = 16  # steps
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.rank < 1 or self.layers < 1 or self.n_examples < 1 or self.batch_size < 1:
-            raise ValueError("rank, layers, n_examples and batch_size must be >= 1")
-        if any(k < 1 or k > self.n_examples for k in self.keep):
-            raise ValueError(f"every size in keep must be in 1..n_examples ({self.n_examples}), got {self.keep}")
+        if min(self.rank, self.layers, self.n_targets, self.batch_size) < 1 or self.window < 2:
+            raise ValueError("rank, layers, n_targets and batch_size must be >= 1, window >= 2")
+        if any(k < 1 or k > self.n_targets for k in self.keep):
+            raise ValueError(f"every size in keep must be in 1..n_targets ({self.n_targets}), got {self.keep}")
 
 
-def training_examples(split: "Split", n: int, max_history: int = 10,
-                      seed: int = 0) -> list[tuple[np.ndarray, int]]:
-    """``n`` examples ``(history, next item)`` drawn uniformly without replacement from every
-    position of every user's **training** sequence that has at least one item before it
-    (seeded; the first ``k`` of them are the examples of a run of ``k``)."""
-    pairs = [(u, t) for u, seq in enumerate(split.train) for t in range(1, len(seq))]
-    if n > len(pairs):
-        raise ValueError(f"asked for {n} examples, the training sequences hold {len(pairs)}")
-    rng = np.random.default_rng([seed, 7])
-    chosen = rng.permutation(len(pairs))[:n]  # a prefix of one permutation: nested for any n
-    out = []
-    for i in chosen:
-        u, t = pairs[int(i)]
-        seq = np.asarray(split.train[u])
-        out.append((seq[max(0, t - max_history):t], int(seq[t])))
+def training_windows(split: "Split", window: int = 20, seed: int = 0) -> list[np.ndarray]:
+    """Every user's **training** sequence cut into consecutive windows of ``window`` films (the
+    last one shorter), in a seeded random order: each training film is in exactly one window."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    windows = [np.asarray(seq[i:i + window], dtype=np.int64)
+               for seq in split.train for i in range(0, len(seq), window)]
+    windows = [w for w in windows if len(w)]
+    order = np.random.default_rng([seed, 11]).permutation(len(windows))
+    return [windows[int(i)] for i in order]
+
+
+def take_windows(windows: Sequence[np.ndarray], n_targets: int) -> list[np.ndarray]:
+    """The shortest prefix of ``windows`` holding at least ``n_targets`` films (all of them
+    when they hold fewer)."""
+    out, total = [], 0
+    for w in windows:
+        if total >= n_targets:
+            break
+        out.append(w)
+        total += len(w)
     return out
 
 
@@ -109,7 +117,7 @@ def _quiet_peft():
 
 
 class FineTunedLLMRanker(LLMRanker):
-    """An :class:`LLMRanker` (likelihood, ``completion`` template) whose model gets LoRA adapters
+    """An :class:`LLMRanker` (likelihood, ``list`` template) whose model gets LoRA adapters
     trained by :meth:`fit` (see the module docstring)."""
 
     def __init__(self, backend: HFBackend, titles: Sequence[str], settings: LoRASettings | None = None,
@@ -117,19 +125,21 @@ class FineTunedLLMRanker(LLMRanker):
         settings = settings or LoRASettings()
         # peft puts the adapters into the model in place: work on a copy, so the backend passed
         # in (the zero-shot model) stays as it is
+        origin = backend.origin
         backend = HFBackend(copy.deepcopy(backend.model), backend.tokenizer, name=backend.name,
                             device=backend.device)
-        super().__init__(backend, titles, method="likelihood", template="completion",
-                         max_history=settings.max_history, **ranker_kwargs)
+        backend.origin = origin
+        super().__init__(backend, titles, method="likelihood", template="list",
+                         max_history=settings.window - 1, **ranker_kwargs)
         self.settings = settings
         self.history: list[dict] = []
         self.train_seconds = 0.0
-        self.examples_seen = 0
+        self.targets_seen = 0
         self._wrap()
 
     @property
     def name(self) -> str:
-        return f"LLMRanker[LoRA {self.examples_seen},completion]"
+        return f"LLMRanker[LoRA {self.targets_seen} targets,list]"
 
     # ------------------------------------------------------------ adapters
     def _wrap(self) -> None:
@@ -156,15 +166,15 @@ class FineTunedLLMRanker(LLMRanker):
         state = get_peft_model_state_dict(self.backend.model, save_embedding_layers=False)
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
-    def load_adapters(self, path: str | Path, examples: int | None = None) -> "FineTunedLLMRanker":
+    def load_adapters(self, path: str | Path, targets: int | None = None) -> "FineTunedLLMRanker":
         """Load adapters saved by :meth:`save_adapters` (or kept by :meth:`fit`)."""
         from peft import set_peft_model_state_dict
 
         with _quiet_peft():
             set_peft_model_state_dict(self.backend.model, load_file(str(path)))
         self.backend.model.eval()
-        if examples is not None:
-            self.examples_seen = examples
+        if targets is not None:
+            self.targets_seen = targets
         return self
 
     def save_adapters(self, path: str | Path) -> None:
@@ -176,48 +186,73 @@ class FineTunedLLMRanker(LLMRanker):
         return sum(p.numel() for p in self.backend.model.parameters() if p.requires_grad)
 
     # ------------------------------------------------------------ training
-    def _tokens(self, history: np.ndarray, target: int) -> tuple[list[int], list[int]]:
-        """Prompt ids and target ids (the title, then the end-of-text token) of one example."""
-        prompt = completion_prompt([self.titles[int(i)] for i in history])
-        prompt_ids = self.backend.prompt_ids(prompt)
-        target_ids = self.backend.continuation_ids([continuation_text(self.titles[target], "completion")],
-                                                   end_token=True)[0]
-        return prompt_ids, target_ids
+    def _tokens(self, window: Sequence[int]) -> tuple[list[int], list[list[int]]]:
+        """The header's ids and each line's ids (title and newline) of one window, tokenized as
+        the ranker tokenizes a prompt's lines and a candidate's line."""
+        header = self.backend.prompt_ids(LIST_HEADER)
+        lines = self.backend.continuation_ids([continuation_text(self.titles[int(i)], "list") for i in window])
+        return header, lines
 
-    def _loss(self, batch: list[tuple[list[int], list[int]]]) -> torch.Tensor:
-        """Mean cross-entropy of the target tokens of a right-padded batch of examples."""
+    def _forward(self, batch: list[tuple[list[int], list[list[int]]]]):
+        """Per-token log-probabilities (as cross-entropy terms) of every line token of a
+        right-padded batch of windows, and the (window, line) each token belongs to."""
         device = self.backend.device
-        length = max(len(p) + len(t) for p, t in batch)
+        seqs = [header + [t for line in lines for t in line] for header, lines in batch]
+        length = max(len(q) for q in seqs)
         pad = int(self.backend.tokenizer.pad_token_id)
         ids = torch.full((len(batch), length), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), length), dtype=torch.long)
-        rows, cols, targets = [], [], []
-        for r, (p, t) in enumerate(batch):
-            seq = p + t
+        rows, cols, targets, owner = [], [], [], []
+        for r, ((header, lines), seq) in enumerate(zip(batch, seqs)):
             ids[r, :len(seq)] = torch.tensor(seq)
             mask[r, :len(seq)] = 1
-            rows += [r] * len(t)
-            cols += range(len(p) - 1, len(seq) - 1)  # the state before each target token
-            targets += t
+            pos = len(header)
+            for k, line in enumerate(lines):
+                rows += [r] * len(line)
+                cols += range(pos - 1, pos - 1 + len(line))  # the state before each token
+                targets += line
+                owner += [(r, k)] * len(line)
+                pos += len(line)
         decoder, head = decoder_and_head(self.backend.model)
         hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
         logits = head(hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)])
-        return F.cross_entropy(logits.float(), torch.tensor(targets, device=device))
+        nll = F.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="none")
+        return nll, owner
+
+    def _loss(self, batch: list[tuple[list[int], list[list[int]]]]) -> torch.Tensor:
+        """Mean cross-entropy of every line token of a batch of windows."""
+        return self._forward(batch)[0].mean()
+
+    @torch.no_grad()
+    def line_logprobs(self, window: Sequence[int]) -> np.ndarray:
+        """The summed log-probability of each line of one window under the training loss (the
+        model in eval mode): line ``k``'s is what the ranker scores (``reduce="sum"``) for film
+        ``window[k]`` after a history of ``window[:k]``."""
+        self.backend.model.eval()
+        nll, owner = self._forward([self._tokens(window)])
+        out = np.zeros(len(window))
+        for value, (_, k) in zip(nll.double().cpu().numpy(), owner):
+            out[k] -= value
+        return out
 
     def fit(self, split: "Split", checkpoint_dir: str | Path | None = None,
             progress: bool = True) -> "FineTunedLLMRanker":
-        """Train the adapters on ``settings.n_examples`` examples of ``split``'s training sequences.
+        """Train the adapters on the first ``settings.n_targets`` targets of the shuffled windows
+        of ``split``'s training sequences (:func:`training_windows`).
 
         With ``checkpoint_dir``, the state is saved there every ``checkpoint_every`` steps (and an
-        interrupted run resumes from it), and the adapters after each size in ``settings.keep``
-        are kept as ``adapter-<size>.safetensors``.
+        interrupted run resumes from it), and the adapters after each number of targets in
+        ``settings.keep`` are kept as ``adapter-<targets>.safetensors``.
         """
         s = self.settings
-        examples = training_examples(split, s.n_examples, s.max_history, s.seed)
+        windows = take_windows(training_windows(split, s.window, s.seed), s.n_targets)
+        total = sum(len(w) for w in windows)
         model = self.backend.model
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
-        steps = math.ceil(s.n_examples / s.batch_size)
+        steps = -(-len(windows) // s.batch_size)
+        seen_after = np.cumsum([sum(len(w) for w in windows[i:i + s.batch_size])
+                                for i in range(0, len(windows), s.batch_size)])
 
         def lr_at(step: int) -> float:  # linear warm-up, then linear decay to zero
             if step < s.warmup_steps:
@@ -232,34 +267,35 @@ class FineTunedLLMRanker(LLMRanker):
         if resumed is not None:
             start_step, self.history, self.train_seconds = resumed
         torch.manual_seed(s.seed + 1 + start_step)  # adapter dropout, if any
-        bar = progress_bar(total=s.n_examples, initial=min(s.n_examples, start_step * s.batch_size),
-                           desc="LoRA fine-tuning", leave=False, disable=not progress)
+        bar = progress_bar(total=total, initial=int(seen_after[start_step - 1]) if start_step else 0,
+                           desc="LoRA fine-tuning (targets)", leave=False, disable=not progress)
         model.train()
         for step in range(start_step, steps):
             t0 = time.perf_counter()
-            chunk = examples[step * s.batch_size:(step + 1) * s.batch_size]
+            chunk = windows[step * s.batch_size:(step + 1) * s.batch_size]
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            loss = self._loss([self._tokens(h, t) for h, t in chunk])
+            loss = self._loss([self._tokens(w) for w in chunk])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            seen = min(s.n_examples, (step + 1) * s.batch_size)
+            seen = int(seen_after[step])
+            before = int(seen_after[step - 1]) if step else 0
             self.train_seconds += time.perf_counter() - t0
-            self.history.append({"step": step + 1, "examples": seen, "loss": float(loss.detach()),
-                                 "seconds": self.train_seconds})
-            bar.update(len(chunk))
+            self.history.append({"step": step + 1, "targets": seen, "windows": min(len(windows), (step + 1) * s.batch_size),
+                                 "loss": float(loss.detach()), "seconds": self.train_seconds})
+            bar.update(seen - before)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             if folder is not None:
-                crossed = [k for k in s.keep if (step * s.batch_size) < k <= seen]
+                crossed = [k for k in s.keep if before < k <= seen or (step + 1 == steps and k > seen)]
                 for k in crossed:
                     self.save_adapters(folder / f"adapter-{k}.safetensors")
                 if crossed or (step + 1) % s.checkpoint_every == 0 or step + 1 == steps:
                     self._checkpoint(folder, opt, step + 1)
         bar.close()
         model.eval()
-        self.examples_seen = s.n_examples
+        self.targets_seen = total
         return self
 
     # ---------------------------------------------------------- checkpoints

@@ -26,7 +26,20 @@ with no chat template and no candidate list (likelihood only)::
     The next film I watched:
 
 and each candidate is scored as the continuation ``" " + title`` followed by the
-end-of-text token.  It is also the format the fine-tuned ranker is trained on.
+end-of-text token.
+
+The fifth, ``list``, is the plain list alone, one title per line, each line
+ended by a newline, and no question::
+
+    Films I watched, oldest first:
+    Toy Story (1995)
+    ...
+
+A candidate is scored as the next line, ``title + "\n"`` (the newline ends the
+title, so no end-of-text token).  It is the format the fine-tuned ranker is
+trained on (:mod:`recnotes.models.llm.finetune`): every line of a window of a
+training sequence is a target, and a candidate's score is the log-probability
+of the same line under the same model, token for token.
 """
 
 from __future__ import annotations
@@ -37,12 +50,14 @@ from typing import Sequence
 
 from .backends import Message
 
-__all__ = ["TEMPLATES", "CHAT_TEMPLATES", "TASKS", "SYSTEM_PROMPT", "build_messages", "build_prompt",
-           "completion_prompt", "continuation_text", "render", "ParsedRanking", "parse_ranking", "Prompt"]
+__all__ = ["TEMPLATES", "CHAT_TEMPLATES", "TEXT_TEMPLATES", "TASKS", "SYSTEM_PROMPT", "build_messages",
+           "build_prompt", "completion_prompt", "list_prompt", "LIST_HEADER", "continuation_text", "render", "ParsedRanking", "parse_ranking", "Prompt"]
 
 CHAT_TEMPLATES = ("sequential", "recency", "in_context")
-TEMPLATES = CHAT_TEMPLATES + ("completion",)
+TEXT_TEMPLATES = ("completion", "list")  #: plain text to continue, no candidate list (likelihood only)
+TEMPLATES = CHAT_TEMPLATES + TEXT_TEMPLATES
 COMPLETION_HEADER = "Films I watched, oldest first:"
+LIST_HEADER = COMPLETION_HEADER + "\n"  #: the ``list`` prompt before its first line
 COMPLETION_QUESTION = "The next film I watched:"
 Prompt = str | list[Message]  #: plain text to continue, or chat messages
 TASKS = ("likelihood", "listwise")
@@ -82,7 +97,7 @@ def build_messages(history: Sequence[str], candidates: Sequence[str], template: 
     Raises ``ValueError`` for an unknown template or task, or no candidates.
     """
     if template not in CHAT_TEMPLATES:
-        hint = " (completion is plain text: use build_prompt)" if template == "completion" else ""
+        hint = f" ({template} is plain text: use build_prompt)" if template in TEXT_TEMPLATES else ""
         raise ValueError(f"unknown chat template {template!r}; choose one of {CHAT_TEMPLATES}{hint}")
     if task not in TASKS:
         raise ValueError(f"unknown ranking task {task!r}; choose one of {TASKS}")
@@ -104,23 +119,35 @@ def completion_prompt(history: Sequence[str]) -> str:
     return "\n".join([COMPLETION_HEADER, *history, COMPLETION_QUESTION])
 
 
+def list_prompt(history: Sequence[str]) -> str:
+    """The ``list`` prompt: the header line, then the history's titles, oldest first, each on its
+    own line ended by a newline (the next line is the candidate's)."""
+    return LIST_HEADER + "".join(continuation_text(t, "list") for t in history)
+
+
 def continuation_text(title: str, template: str) -> str:
     """What is scored for a candidate: ``" " + title`` after a completion prompt (the line goes
-    on after the colon), the bare title as a chat answer."""
-    return f" {title}" if template == "completion" else title
+    on after the colon), the title and its line's newline after a list prompt, the bare title as
+    a chat answer."""
+    if template == "completion":
+        return f" {title}"
+    if template == "list":
+        return f"{title}\n"
+    return title
 
 
 def build_prompt(history: Sequence[str], candidates: Sequence[str], template: str = "sequential",
                  task: str = "likelihood", system: str | None = SYSTEM_PROMPT) -> Prompt:
     """The prompt of any template: chat messages (:func:`build_messages`), or for ``completion``
-    the plain text of :func:`completion_prompt` (which does not list the candidates)."""
-    if template == "completion":
+    and ``list`` the plain text of :func:`completion_prompt` or :func:`list_prompt` (which do not
+    list the candidates)."""
+    if template in TEXT_TEMPLATES:
         if task != "likelihood":
-            raise ValueError("the completion template lists no candidates: it supports the likelihood "
-                             "task only, not list-wise ranking")
+            raise ValueError(f"the {template} template lists no candidates: it supports the likelihood "
+                             f"task only, not list-wise ranking")
         if len(candidates) == 0:
             raise ValueError("no candidates to rank")
-        return completion_prompt(history)
+        return completion_prompt(history) if template == "completion" else list_prompt(history)
     return build_messages(history, candidates, template, task, system)
 
 

@@ -6,9 +6,10 @@ recnotes model interface.  For each user it builds a prompt from the last
 the candidate titles, and ranks the candidates one of two ways:
 
 * ``likelihood``: the score of a candidate is the mean log-probability per
-  token of its title as the model's answer (or continuation, for the
-  ``completion`` template), followed by the end-of-text token, so the title
-  must also end there.  Several users' prompts and all their candidates are
+  token (or, with ``reduce="sum"``, the summed log-probability) of its title as
+  the model's answer (or continuation, for the ``completion`` and ``list``
+  templates), followed by the end-of-text token (the newline of its line for
+  ``list``), so the title must also end there.  Several users' prompts and all their candidates are
   scored in one packed pass (:mod:`recnotes.models.llm.likelihood`).
 * ``listwise``: the model writes the ranked candidate numbers; the answer is
   parsed with :func:`~recnotes.models.llm.prompts.parse_ranking`.  Candidates it
@@ -33,7 +34,7 @@ import torch
 
 from ...progress import progress_bar
 from ..base import Recommender
-from .backends import SCORERS, LLMBackend, LLMBackendError
+from .backends import REDUCTIONS, SCORERS, LLMBackend, LLMBackendError
 from .prompts import CHAT_TEMPLATES, TEMPLATES, build_prompt, continuation_text, parse_ranking
 
 __all__ = ["LLMRanker", "RankerStats", "item_titles", "METHODS"]
@@ -90,8 +91,9 @@ class LLMRanker(Recommender):
 
     def __init__(self, backend: LLMBackend, titles: Sequence[str], method: str = "likelihood",
                  template: str = "sequential", max_history: int = 10, max_new_tokens: int = 80,
-                 shuffle: bool = True, seed: int = 0, scorer: str = "packed", end_token: bool = True,
-                 batch_users: int = 4, progress: bool = False, keep_answers: bool = False) -> None:
+                 shuffle: bool = True, seed: int = 0, scorer: str = "packed", end_token: bool | None = None,
+                 batch_users: int = 4, progress: bool = False, keep_answers: bool = False,
+                 reduce: str = "mean") -> None:
         if method not in METHODS:
             raise ValueError(f"unknown ranking method {method!r}; choose one of {METHODS}")
         if template not in TEMPLATES:
@@ -101,6 +103,10 @@ class LLMRanker(Recommender):
                              f"({CHAT_TEMPLATES}), not {template!r}")
         if scorer not in SCORERS:
             raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduce!r}; choose one of {REDUCTIONS}")
+        if end_token is None:  # a list line ends with its newline; other answers with end-of-text
+            end_token = template != "list"
         if max_history < 1 or batch_users < 1:
             raise ValueError(f"max_history and batch_users must be at least 1, got {max_history}, {batch_users}")
         if backend is not None and method == "likelihood" and not backend.supports_likelihood:
@@ -111,6 +117,7 @@ class LLMRanker(Recommender):
         self.max_history, self.max_new_tokens = max_history, max_new_tokens
         self.shuffle, self.seed, self.scorer, self.end_token = shuffle, seed, scorer, end_token
         self.batch_users, self.progress, self.keep_answers = batch_users, progress, keep_answers
+        self.reduce = reduce
         self.stats = RankerStats()
 
     @property
@@ -167,7 +174,7 @@ class LLMRanker(Recommender):
         start = time.perf_counter()
         if self.method == "likelihood":
             in_prompt_order = self.backend.score_continuations(
-                prompt, self.continuations(candidates, order), self.scorer, self.end_token)
+                prompt, self.continuations(candidates, order), self.scorer, self.end_token, self.reduce)
             scores = np.empty(len(candidates))
             scores[order] = in_prompt_order
         else:
@@ -190,7 +197,7 @@ class LLMRanker(Recommender):
         conts = [self.continuations(c, o) for (_, c), o in zip(rows, orders)]
         before = (self.backend.usage.prompt_tokens, self.backend.usage.completion_tokens)
         start = time.perf_counter()
-        scored = self.backend.score_batch(prompts, conts, self.scorer, self.end_token)
+        scored = self.backend.score_batch(prompts, conts, self.scorer, self.end_token, self.reduce)
         self._count(len(rows), start, before)
         out = np.empty((len(rows), len(rows[0][1]) if rows else 0))
         for i, (order, values) in enumerate(zip(orders, scored)):
