@@ -13,7 +13,10 @@
    tokens than with the real one: the token counts are printed).
    * batched P2 scoring of 200 users x 20 candidates (completion prompt) with
      the packed scorer at several users per pass, beside the shared-prefix path;
-   * LoRA fine-tuning on training examples: examples per second.
+   * correctness: the packed scorer against the naive one, in float32 and in bf16,
+     with stated tolerances (``TOLERANCE``);
+   * LoRA sequence fine-tuning (chapter 6's) for one epoch over *all* training
+     sequences: targets per second (``--quick``: a few windows, on any device).
 
 Data: ML-100K from the recnotes cache (``RECNOTES_CACHE``); carry a cache folder
 holding ``ml-100k/`` where nothing can be downloaded.  Everything is printed and
@@ -142,7 +145,7 @@ def llm(device: torch.device, quick: bool, random_weights: bool = False) -> dict
     split = load_split("ml-100k")
     titles = item_titles(split.data)
     backend, weights = llm_backend(device, titles, random_weights)
-    n_users = 16 if quick else 200
+    n_users = 4 if quick else 200
     cands = sample_candidates(split, n_users=n_users, seed=0)
     hist = split.histories("test")
     histories = [hist[u] for u in cands.users]
@@ -163,20 +166,53 @@ def llm(device: torch.device, quick: bool, random_weights: bool = False) -> dict
                           "tokens_per_user": ranker.stats.tokens_per_user}
         log(f"P2 scoring, {label}: {users / seconds:.1f} users/s ({ranker.stats.tokens_per_user:.0f} tokens/user)")
     out["scoring"] = scoring
-    n_examples = 32 if quick else 1024
-    for batch in (8, 32):
-        settings = LoRASettings(n_examples=n_examples, keep=(n_examples,), batch_size=batch)
+    out["correctness"] = correctness(backend, titles, histories[:4 if quick else 16], cands.items[:4 if quick else 16])
+    # one epoch of sequence fine-tuning over every training sequence (quick: a few windows)
+    total = sum(len(seq) for seq in split.train)
+    n_targets = 60 if quick else total
+    for batch in ((4,) if quick else (4, 32)):
+        settings = LoRASettings(n_targets=n_targets, keep=(n_targets,), batch_size=batch)
         tuned = FineTunedLLMRanker(backend, titles, settings)
         sync(device)
         start = time.perf_counter()
         tuned.fit(split, progress=False)
         sync(device)
         seconds = time.perf_counter() - start
-        out[f"lora_batch_{batch}"] = {"examples": n_examples, "seconds": seconds,
-                                      "examples_per_second": n_examples / seconds,
-                                      "final_loss": tuned.history[-1]["loss"]}
-        log(f"LoRA fine-tuning, batch {batch}: {n_examples / seconds:.1f} examples/s "
-            f"({n_examples} examples in {seconds:.1f} s, last loss {tuned.history[-1]['loss']:.3f})")
+        out[f"lora_epoch_batch_{batch}"] = {"targets": tuned.targets_seen, "train_targets": total,
+                                            "seconds": seconds, "targets_per_second": tuned.targets_seen / seconds,
+                                            "final_loss": tuned.history[-1]["loss"]}
+        log(f"LoRA sequence fine-tuning, {batch} windows/step: {tuned.targets_seen / seconds:.1f} targets/s "
+            f"({tuned.targets_seen:,} of {total:,} training targets in {seconds:.1f} s, "
+            f"last loss {tuned.history[-1]['loss']:.3f})")
+    return out
+
+
+#: largest |packed - naive| allowed per dtype (mean log-probability per token; bf16 rounds the
+#: hidden states differently along the two paths, float32 only sums in another order)
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 0.1}
+
+
+def correctness(backend, titles, histories, items) -> dict:
+    """The packed scorer against the naive one (each candidate with its own prompt), in float32
+    and in bf16, on the backend's device."""
+    import copy
+
+    from recnotes.models.llm import HFBackend, LLMRanker
+
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = copy.deepcopy(backend.model).to(dtype=dtype)
+        other = HFBackend(model, backend.tokenizer, name=backend.name, device=backend.device)
+        packed = LLMRanker(other, titles, template="list", max_history=19, batch_users=4).score_candidates(
+            histories, items)
+        naive = LLMRanker(other, titles, template="list", max_history=19, scorer="naive").score_candidates(
+            histories, items)
+        err = float((packed - naive).abs().max())
+        name = str(dtype).removeprefix("torch.")
+        out[name] = {"max_abs_diff": err, "tolerance": TOLERANCE[dtype], "ok": err <= TOLERANCE[dtype]}
+        log(f"packed vs naive scorer, {name}: max |diff| {err:.2e} (tolerance {TOLERANCE[dtype]:g}): "
+            f"{'ok' if err <= TOLERANCE[dtype] else 'FAILED'}")
+        del model, other
     return out
 
 
@@ -203,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
     log(f"written {args.out / 'gpu_check.json'}")
+    failed = [k for k, v in report.get("llm", {}).get("correctness", {}).items() if not v["ok"]]
+    if failed:
+        log(f"the packed scorer differs from the naive one beyond the tolerance in: {', '.join(failed)}")
+        return 1
     return 0
 
 

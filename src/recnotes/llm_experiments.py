@@ -66,7 +66,7 @@ class LoRAConfig(ExperimentConfig):
     n_targets: int = 8000
     keep: tuple[int, ...] = (1000, 4000, 8000)
     batch_size: int = 4
-    lr: float = 2e-3  # the best on validation (scripts/select_lora.py, book/tuning/LoRA.json)
+    lr: float = 8e-3  # the best on validation (scripts/select_lora.py, book/tuning/LoRA.json)
 
     def settings(self):
         """The fine-tuning settings, with the profile's cap on the number of targets."""
