@@ -63,11 +63,18 @@ def test_defaults_equal_the_committed_records_winners(model):
 def test_lora_defaults_are_the_best_setting_on_validation():
     import json
 
-    from recnotes.llm_experiments import LoRAConfig
+    from recnotes.llm_experiments import TASKS, LoRAConfig
     from recnotes.tune import RECORD_DIR
 
     record = json.loads((RECORD_DIR / "LoRA.json").read_text())
     assert record["stage"] == "valid"
     tried = {k: v for k, v in record["results"].items() if k != "zero-shot"}
-    best = max(tried.values(), key=lambda v: v["valid_ndcg10"])
+    # the best (setting, scoring) pair, recomputed from the per-user scores of the record
+    scores = {(k, r): sum(u) / len(u) for k, v in record["per_user"].items() if k != "zero-shot"
+              for r, u in v.items()}
+    (setting, reduce), _ = max(scores.items(), key=lambda kv: kv[1])
+    best = tried[setting]
     assert (LoRAConfig().lr, LoRAConfig().layers) == (best["lr"], best["layers"])
+    assert TASKS["lora-8k"]("ml-100k", 0, "full").reduce == reduce
+    lrs = sorted(v["lr"] for v in tried.values())
+    assert lrs[0] < best["lr"] < lrs[-1], "the chosen learning rate is at the edge of the range tried"
