@@ -15,7 +15,7 @@ from recnotes.data import load_movielens
 from recnotes.data.splits import leave_one_out
 from recnotes.models.llm import HFBackend, LLMRanker, item_titles
 from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings, take_windows, training_windows
-from recnotes.models.llm.prompts import list_prompt
+from recnotes.models.llm.prompts import LIST_HEADER, list_prompt
 
 torch.set_num_threads(1)
 
@@ -102,6 +102,55 @@ def test_a_candidates_score_is_its_lines_log_probability_under_the_training_loss
     mean = LLMRanker(tuned.backend, titles, template="list", max_history=5).score_candidates(
         [window[:3]], np.array([[window[3]]]))
     assert np.isclose(float(mean[0, 0]), training[3] / len(lines[3]), atol=1e-4)
+
+
+def test_rank_objective_is_a_softmax_of_the_rankers_scores_against_sampled_lines(split, backend):
+    """The rank loss of a window equals, by hand, the cross-entropy of a softmax over the scores
+    that the ranker (the packed scorer: another code path) gives the true film and the sampled
+    ones after the same history; its LM half equals the plain LM loss; and training on it moves
+    the true film up against negatives the run never drew."""
+    from recnotes.models.llm.finetune import _user_windows, sample_negatives
+
+    titles = item_titles(split.data)
+    settings = LoRASettings(window=6, n_targets=48, keep=(48,), batch_size=2, layers=2, lr=2e-2,
+                            warmup_steps=1, objective="lm+rank", negatives=3)
+    tuned = FineTunedLLMRanker(backend, titles, settings)
+    user = 7
+    window = [int(x) for x in split.train[user][:6]]
+    films = sample_negatives(np.random.default_rng(0), split.n_items, np.asarray(split.train[user]), (6, 3))
+    assert not set(films.ravel()) & set(int(x) for x in split.train[user])
+    assert all(len(set(row)) == 3 for row in films)
+    negs = [tuned.backend.continuation_ids([titles[int(i)] + "\n" for i in row]) for row in films]
+    with torch.no_grad():
+        lm, rank = tuned._rank_forward([tuned._tokens(window)], [negs])
+        plain = tuned._forward([tuned._tokens(window)])[0].mean()
+    assert abs(float(lm) - float(plain)) < 1e-4
+    # reference: each line after its history, scored by the ranker (mean log-probability per
+    # token); the first line's history is empty (the header alone)
+    ref = []
+    for k in range(1, 6):
+        scores = tuned.score_candidates([window[:k]], np.array([[window[k], *films[k]]])).double()[0]
+        ref.append(float(torch.logsumexp(scores, 0) - scores[0]))
+    header, lines = tuned._tokens(window)
+    first = tuned.backend.score_batch([LIST_HEADER], [[titles[window[0]] + "\n"] + [titles[int(i)] + "\n" for i in films[0]]],
+                                      reduce="mean")[0]
+    first = torch.as_tensor(np.asarray(first, dtype=float))
+    ref.insert(0, float(torch.logsumexp(first, 0) - first[0]))
+    assert abs(float(rank) - np.mean(ref)) < 1e-3, (float(rank), np.mean(ref))
+    # training on it ranks held-out draws lower than the true films (on the windows it saw)
+    owned = _user_windows(split, 6, 0)[:4]  # the first windows of the run: users and films
+
+    def margin(r):  # true film's score minus held-out draws' mean, after each window's history
+        probe, out = np.random.default_rng(99), []
+        for u, w in owned:
+            neg = sample_negatives(probe, split.n_items, np.asarray(split.train[u]), (1, 5))[0]
+            s = r.score_candidates([list(w[:-1])], np.array([[int(w[-1]), *neg]]))[0]
+            out.append(float(s[0] - s[1:].mean()))
+        return float(np.mean(out))
+    before = margin(tuned)
+    tuned.fit(split, progress=False)
+    after = margin(tuned)
+    assert after > before, (before, after)
 
 
 def test_adapters_reload_to_identical_scores_and_resume(split, backend, tmp_path):

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ... import assets
-from .backends import Completion, LLMBackend, LLMBackendError, Message
+from .interface import Completion, LLMBackend, LLMBackendError, Message
 
-__all__ = ["Secret", "OpenAIBackend", "request_key", "Capture", "CapturedRequest", "capture_requests"]
+__all__ = ["Secret", "OpenAIBackend", "post_json", "request_key", "Capture", "CapturedRequest", "capture_requests"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,53 @@ def request_key(model: str, messages: Sequence[Message], params: dict[str, Any])
     blob = json.dumps({"model": model, "messages": list(messages), "params": params},
                       sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+#: HTTP statuses worth another try: rate limited, or the server (or a proxy before it) failed
+RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+
+
+def post_json(url: str, body: dict, key: Secret | None = None, timeout: float = 60.0, max_retries: int = 2,
+              backoff: float = 1.0, max_wait: float = 30.0) -> dict:
+    """POST ``body`` as JSON and return the JSON answer.
+
+    Rate limits (429), server errors (5xx), timeouts, dropped connections and answers that
+    are not JSON are tried again up to ``max_retries`` times, waiting ``backoff * 2**attempt``
+    seconds (or the server's ``Retry-After``, at most ``max_wait``); any other HTTP error, or
+    the last failure, raises :class:`LLMBackendError` naming the URL.  The key goes into the
+    ``Authorization`` header only and is scrubbed from every message.
+    """
+    key = key or Secret("")
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key.reveal()}"
+    data = json.dumps(body).encode("utf-8")
+    problem = "no attempt made"
+    for attempt in range(max_retries + 1):
+        log.info("POST %s (attempt %d)", url, attempt + 1)
+        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+        wait = backoff * 2.0 ** attempt
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                raw = resp.read()
+            try:
+                return json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                problem = f"{url} did not answer with JSON ({key.scrub(raw[:120].decode('utf-8', 'replace'))!r})"
+        except urllib.error.HTTPError as err:
+            detail = key.scrub(err.read().decode("utf-8", "replace")[:500])
+            problem = f"{url} answered HTTP {err.code}: {detail}"
+            if err.code not in RETRY_STATUSES:
+                raise LLMBackendError(problem) from None
+            after = err.headers.get("Retry-After") if err.headers else None
+            if after and after.strip().replace(".", "", 1).isdigit():
+                wait = float(after)
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            reason = key.scrub(str(getattr(err, "reason", err)))
+            problem = f"could not reach {url} ({reason}); check the server's address and the network"
+        if attempt < max_retries:
+            time.sleep(min(wait, max_wait))
+    raise LLMBackendError(f"{problem} (after {max_retries + 1} attempts)")
 
 
 class OpenAIBackend(LLMBackend):
@@ -127,32 +174,7 @@ class OpenAIBackend(LLMBackend):
 
     # ---------------------------------------------------------------- request
     def _post(self, body: dict) -> dict:
-        url = f"{self.base_url}/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key.reveal()}"
-        data = json.dumps(body).encode("utf-8")
-        for attempt in range(self.max_retries + 1):
-            log.info("POST %s model=%s (attempt %d)", url, self.model, attempt + 1)
-            request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError as err:
-                detail = self._key.scrub(err.read().decode("utf-8", "replace")[:500])
-                retry = err.code in (429, 500, 502, 503, 504) and attempt < self.max_retries
-                if not retry:
-                    raise LLMBackendError(f"{url} answered HTTP {err.code}: {detail}") from None
-            except (urllib.error.URLError, TimeoutError, OSError) as err:
-                reason = self._key.scrub(str(getattr(err, "reason", err)))
-                if attempt >= self.max_retries:
-                    raise LLMBackendError(
-                        f"could not reach {url} ({reason}); check OPENAI_BASE_URL and the network"
-                    ) from None
-            except json.JSONDecodeError:
-                raise LLMBackendError(f"{url} did not answer with JSON") from None
-            time.sleep(min(2.0 ** attempt, 8.0))
-        raise LLMBackendError(f"{url} kept failing after {self.max_retries + 1} attempts")
+        return post_json(f"{self.base_url}/chat/completions", body, self._key, self.timeout, self.max_retries)
 
     def chat(self, messages: Sequence[Message], max_new_tokens: int = 64,
              temperature: float = 0.0) -> Completion:

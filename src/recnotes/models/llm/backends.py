@@ -1,14 +1,11 @@
-"""Language-model backends behind one small interface.
+"""The local backend, :class:`HFBackend`: a Hugging Face causal LM run with PyTorch.
 
-* :class:`HFBackend`: a Hugging Face causal LM run locally with PyTorch.
-  Offline default: the pinned SmolLM2-135M-Instruct GGUF asset; online (Colab)
-  any model id.  On CUDA it runs in bf16.  It can both generate and score
-  continuations by log-likelihood, the latter with a shared-prefix KV cache.
-* :class:`OpenAIBackend` (in :mod:`recnotes.models.llm.api`): any server speaking
-  the OpenAI chat-completions API; generation only.
-
-Every backend keeps a :class:`Usage` tally (calls, prompt and completion
-tokens) so the cost per user can be reported.
+Offline default: the pinned SmolLM2-135M-Instruct GGUF asset; online (Colab) any model
+id or a local folder.  On CUDA it runs in bf16.  It can both generate and score
+continuations by log-likelihood (:mod:`.likelihood`).  The interface it implements,
+:class:`~recnotes.models.llm.interface.LLMBackend`, and its usage counters live in
+:mod:`.interface`; the servers' backends are in :mod:`.api` (chat) and :mod:`.served`
+(likelihood through ``/v1/completions``).
 """
 
 from __future__ import annotations
@@ -24,91 +21,13 @@ import torch
 from ... import assets
 from ...device import get_device, inference_dtype
 from ...progress import hf_progress
+from .interface import REDUCTIONS, SCORERS, Completion, LLMBackend, LLMBackendError, Message, Prompt
 from .likelihood import score_naive, score_packed, score_shared_prefix
 
-__all__ = [
-    "LLMBackendError",
-    "Message",
-    "Prompt",
-    "SCORERS",
-    "Completion",
-    "Usage",
-    "LLMBackend",
-    "HFBackend",
-    "DEFAULT_MODEL",
-    "load_backend",
-]
-
-Message = dict[str, str]  #: one chat message: ``{"role": ..., "content": ...}``
-Prompt = str | Sequence[Message]  #: plain text to continue, or a chat
-SCORERS = ("packed", "shared", "naive")  #: likelihood paths, fastest first (same numbers)
-REDUCTIONS = ("mean", "sum")  #: a continuation's score: mean log-probability per token, or the sum
+__all__ = ["HFBackend", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct-gguf"  #: the pinned offline default (an asset name)
 _DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class LLMBackendError(RuntimeError):
-    """A backend cannot be loaded or called; the message says what to do."""
-
-
-@dataclass
-class Completion:
-    """One generated answer and what it cost in tokens."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached: bool = False
-
-
-@dataclass
-class Usage:
-    """Running totals of a backend's work (for cost and efficiency tables)."""
-
-    calls: int = 0
-    cached_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        """Prompt plus completion tokens."""
-        return self.prompt_tokens + self.completion_tokens
-
-    def add(self, prompt_tokens: int, completion_tokens: int, cached: bool = False) -> None:
-        """Record one call."""
-        self.calls += 1
-        self.cached_calls += int(cached)
-        self.prompt_tokens += int(prompt_tokens)
-        self.completion_tokens += int(completion_tokens)
-
-
-class LLMBackend:
-    """The interface: ``chat`` for generation, ``score_continuations`` for likelihoods."""
-
-    name: str = "llm"
-    supports_likelihood: bool = False
-
-    def __init__(self) -> None:
-        self.usage = Usage()
-
-    def chat(self, messages: Sequence[Message], max_new_tokens: int = 64,
-             temperature: float = 0.0) -> Completion:
-        """Answer a chat (greedy when ``temperature == 0``)."""
-        raise NotImplementedError
-
-    def score_continuations(self, prompt: Prompt, continuations: Sequence[str], scorer: str = "packed",
-                            end_token: bool = False, reduce: str = "mean") -> np.ndarray:
-        """Mean per-token (or, with ``reduce="sum"``, summed) log-probability of each
-        continuation after the prompt."""
-        raise LLMBackendError(
-            f"backend {self.name!r} cannot score continuations by likelihood; "
-            f"use the list-wise ranking method with it, or a local Hugging Face model")
-
-    def count_tokens(self, text: str) -> int:
-        """Number of tokens of ``text`` (an estimate where the tokenizer is unknown)."""
-        return max(1, len(text) // 4)
 
 
 def _dtype_kwarg(dtype: torch.dtype) -> dict:
@@ -319,19 +238,3 @@ class HFBackend(LLMBackend):
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         self.usage.add(ids.shape[1], len(new))
         return Completion(text=text, prompt_tokens=ids.shape[1], completion_tokens=len(new))
-
-
-def load_backend(model: str | None = None, **kwargs) -> LLMBackend:
-    """A backend from a short spec.
-
-    ``None`` or ``"smollm2-135m-instruct-gguf"``: the pinned offline model;
-    ``"openai"`` or ``"openai:<model>"``: :class:`OpenAIBackend` configured from
-    ``OPENAI_BASE_URL``, ``OPENAI_MODEL`` and ``OPENAI_API_KEY``; anything else:
-    a Hugging Face model id or local folder for :class:`HFBackend`.
-    """
-    if model is not None and (model == "openai" or model.startswith("openai:")):
-        from .api import OpenAIBackend
-
-        name = model.split(":", 1)[1] if ":" in model else None
-        return OpenAIBackend.from_env(model=name, **kwargs)
-    return HFBackend.from_pretrained(model, **kwargs)

@@ -54,6 +54,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["LoRASettings", "FineTunedLLMRanker", "training_windows", "take_windows", "TARGET_MODULES"]
 
+#: the training losses: the language model's on every line token, a softmax of each target
+#: line's mean log-probability against sampled negative lines, or their sum
+OBJECTIVES = ("lm", "rank", "lm+rank")
+
 #: the linear layers of a Llama-style block that get adapters
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -75,10 +79,16 @@ class LoRASettings:
     warmup_steps: int = 10
     checkpoint_every: int = 16  # steps
     seed: int = 0
+    objective: str = "lm"  # "lm", "rank" or "lm+rank" (see _loss)
+    negatives: int = 4  # sampled negative titles per target, for the rank objective
 
     def __post_init__(self) -> None:
         if min(self.rank, self.layers, self.n_targets, self.batch_size) < 1 or self.window < 2:
             raise ValueError("rank, layers, n_targets and batch_size must be >= 1, window >= 2")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if "rank" in self.objective and self.negatives < 1:
+            raise ValueError(f"the rank objective needs negatives >= 1, got {self.negatives}")
         if any(k < 1 or k > self.n_targets for k in self.keep):
             raise ValueError(f"every size in keep must be in 1..n_targets ({self.n_targets}), got {self.keep}")
 
@@ -86,13 +96,42 @@ class LoRASettings:
 def training_windows(split: "Split", window: int = 20, seed: int = 0) -> list[np.ndarray]:
     """Every user's **training** sequence cut into consecutive windows of ``window`` films (the
     last one shorter), in a seeded random order: each training film is in exactly one window."""
+    return [w for _, w in _user_windows(split, window, seed)]
+
+
+def _user_windows(split: "Split", window: int, seed: int) -> list[tuple[int, np.ndarray]]:
+    """:func:`training_windows` with each window's user."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    windows = [np.asarray(seq[i:i + window], dtype=np.int64)
-               for seq in split.train for i in range(0, len(seq), window)]
-    windows = [w for w in windows if len(w)]
+    windows = [(u, np.asarray(seq[i:i + window], dtype=np.int64))
+               for u, seq in enumerate(split.train) for i in range(0, len(seq), window)]
+    windows = [(u, w) for u, w in windows if len(w)]
     order = np.random.default_rng([seed, 11]).permutation(len(windows))
     return [windows[int(i)] for i in order]
+
+
+def sample_negatives(rng: np.random.Generator, n_items: int, seen: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``shape`` films drawn uniformly from ``1..n_items`` minus ``seen`` (a user's training films),
+    without repeats within a row."""
+    pool = np.setdiff1d(np.arange(1, n_items + 1), seen)
+    if len(pool) < shape[1]:
+        raise ValueError(f"only {len(pool)} films the user has not watched, fewer than {shape[1]} negatives")
+    return np.stack([rng.choice(pool, shape[1], replace=False) for _ in range(shape[0])])
+
+
+def _rank_mask(rows, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """The additive ``[B, 1, L, L]`` mask of rows holding a window (causal) followed by negative
+    lines, each of which sees the window's first ``p`` tokens and itself (causally)."""
+    allow = torch.zeros((len(rows), length, length), dtype=torch.bool)
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    for r, (n_ids, main, spans) in enumerate(rows):
+        allow[r, :main, :main] = causal[:main, :main]
+        for start, size, p in spans:
+            allow[r, start:start + size, :p] = True
+            allow[r, start:start + size, start:start + size] = causal[:size, :size]
+        pad = torch.arange(n_ids, length)
+        allow[r, pad, pad] = True
+    return torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)[:, None]
 
 
 def take_windows(windows: Sequence[np.ndarray], n_targets: int) -> list[np.ndarray]:
@@ -219,9 +258,88 @@ class FineTunedLLMRanker(LLMRanker):
         nll = F.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="none")
         return nll, owner
 
-    def _loss(self, batch: list[tuple[list[int], list[list[int]]]]) -> torch.Tensor:
-        """Mean cross-entropy of every line token of a batch of windows."""
-        return self._forward(batch)[0].mean()
+    def _loss(self, batch: list[tuple[list[int], list[list[int]]]],
+              negatives: list[list[list[list[int]]]] | None = None) -> torch.Tensor:
+        """The training loss of a batch of windows.
+
+        ``lm``: the mean cross-entropy of every line token.  ``rank``: for every line of every
+        window, a softmax over its mean log-probability per token and those of
+        ``negatives[window][line]`` (sampled lines, each after the same history), with the true
+        line as the label, averaged over lines: the LLM's counterpart of a sequential
+        recommender's sampled-softmax loss over items.  ``lm+rank``: their sum.
+        """
+        if self.settings.objective == "lm":
+            return self._forward(batch)[0].mean()
+        if negatives is None:
+            raise ValueError(f"the {self.settings.objective} objective needs negatives")
+        lm, rank = self._rank_forward(batch, negatives)
+        return rank if self.settings.objective == "rank" else lm + rank
+
+    def _rank_forward(self, batch: list[tuple[list[int], list[list[int]]]],
+                      negatives: list[list[list[list[int]]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean line-token cross-entropy and the sampled-softmax rank loss of a batch, in
+        one pass: each row holds a window, then every negative line packed after it, each
+        attending to the window's tokens before its line's position (:func:`_rank_mask`)."""
+        device = self.backend.device
+        rows, packed = [], []
+        # one entry per scored line: (row, [(state, token)...]); a line's score is its mean
+        lines_at: list[tuple[int, list[tuple[int, int]]]] = []
+        true_lines, neg_lines = [], []
+        for r, ((header, lines), negs) in enumerate(zip(batch, negatives)):
+            ids = header + [t for line in lines for t in line]
+            main = len(ids)
+            pos = list(range(main))
+            spans, p = [], len(header)
+            for k, line in enumerate(lines):
+                true_lines.append(len(lines_at))
+                lines_at.append((r, [(p - 1 + j, t) for j, t in enumerate(line)]))
+                group = []
+                for neg in negs[k]:
+                    start, fed = len(ids), neg[:-1]
+                    spans.append((start, len(fed), p))
+                    states = [p - 1] + list(range(start, start + len(fed)))
+                    group.append(len(lines_at))
+                    lines_at.append((r, list(zip(states, neg))))
+                    ids += fed
+                    pos += range(p, p + len(fed))
+                neg_lines.append(group)
+                p += len(line)
+            rows.append((len(ids), main, spans))
+            packed.append((ids, pos))
+        length = max(len(ids) for ids, _ in packed)
+        pad = int(self.backend.tokenizer.pad_token_id)
+        ids_t = torch.full((len(batch), length), pad, dtype=torch.long)
+        pos_t = torch.zeros((len(batch), length), dtype=torch.long)
+        for r, (ids, pos) in enumerate(packed):
+            ids_t[r, :len(ids)] = torch.tensor(ids)
+            pos_t[r, :len(pos)] = torch.tensor(pos)
+        dtype = next(self.backend.model.parameters()).dtype
+        mask = _rank_mask(rows, length, dtype).to(device)
+        decoder, head = decoder_and_head(self.backend.model)
+        hidden = decoder(input_ids=ids_t.to(device), attention_mask=mask, position_ids=pos_t.to(device),
+                         use_cache=False).last_hidden_state
+        where_r = [r for r, toks in lines_at for _ in toks]
+        where_c = [c for _, toks in lines_at for c, _ in toks]
+        targets = [t for _, toks in lines_at for _, t in toks]
+        owner = torch.tensor([i for i, (_, toks) in enumerate(lines_at) for _ in toks], device=device)
+        logits = head(hidden[torch.tensor(where_r, device=device), torch.tensor(where_c, device=device)])
+        nll = F.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="none")
+        sizes = torch.tensor([len(toks) for _, toks in lines_at], device=device, dtype=nll.dtype)
+        score = -torch.zeros(len(lines_at), device=device, dtype=nll.dtype).index_add(0, owner, nll) / sizes
+        is_true = torch.zeros(len(lines_at), dtype=torch.bool, device=device)
+        is_true[torch.tensor(true_lines, device=device)] = True
+        lm = nll[is_true[owner]].mean()
+        table = torch.stack([score[torch.tensor([t] + g, device=device)] for t, g in zip(true_lines, neg_lines)])
+        rank = F.cross_entropy(table, torch.zeros(len(table), dtype=torch.long, device=device))
+        return lm, rank
+
+    def _negatives(self, split: "Split", user: int, window: np.ndarray, rng: np.random.Generator):
+        """The ids of ``settings.negatives`` sampled lines for every line of ``window``: films the
+        user has not watched in training, a fresh draw per line."""
+        films = sample_negatives(rng, len(self.titles) - 1, np.asarray(split.train[user]),
+                                 (len(window), self.settings.negatives))
+        return [self.backend.continuation_ids([continuation_text(self.titles[int(i)], "list") for i in row])
+                for row in films]
 
     @torch.no_grad()
     def line_logprobs(self, window: Sequence[int]) -> np.ndarray:
@@ -245,7 +363,9 @@ class FineTunedLLMRanker(LLMRanker):
         ``settings.keep`` are kept as ``adapter-<targets>.safetensors``.
         """
         s = self.settings
-        windows = take_windows(training_windows(split, s.window, s.seed), s.n_targets)
+        owned = _user_windows(split, s.window, s.seed)
+        windows = take_windows([w for _, w in owned], s.n_targets)
+        users = [u for u, _ in owned[:len(windows)]]
         total = sum(len(w) for w in windows)
         model = self.backend.model
         params = [p for p in model.parameters() if p.requires_grad]
@@ -275,7 +395,12 @@ class FineTunedLLMRanker(LLMRanker):
             chunk = windows[step * s.batch_size:(step + 1) * s.batch_size]
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            loss = self._loss([self._tokens(w) for w in chunk])
+            negatives = None
+            if s.objective != "lm":  # a draw per step, so a resumed run draws the same ones
+                rng = np.random.default_rng([s.seed, 13, step])
+                negatives = [self._negatives(split, u, w, rng)
+                             for u, w in zip(users[step * s.batch_size:(step + 1) * s.batch_size], chunk)]
+            loss = self._loss([self._tokens(w) for w in chunk], negatives)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

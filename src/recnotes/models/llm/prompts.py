@@ -48,7 +48,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from .backends import Message
+from .interface import Message
 
 __all__ = ["TEMPLATES", "CHAT_TEMPLATES", "TEXT_TEMPLATES", "TASKS", "SYSTEM_PROMPT", "build_messages",
            "build_prompt", "completion_prompt", "list_prompt", "LIST_HEADER", "continuation_text", "render", "ParsedRanking", "parse_ranking", "Prompt"]

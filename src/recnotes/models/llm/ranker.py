@@ -34,7 +34,7 @@ import torch
 
 from ...progress import progress_bar
 from ..base import Recommender
-from .backends import REDUCTIONS, SCORERS, LLMBackend, LLMBackendError
+from .interface import REDUCTIONS, SCORERS, LLMBackend, LLMBackendError
 from .prompts import CHAT_TEMPLATES, TEMPLATES, build_prompt, continuation_text, parse_ranking
 
 __all__ = ["LLMRanker", "RankerStats", "item_titles", "METHODS"]

@@ -1,0 +1,84 @@
+"""What every language-model backend is: the interface, its errors, and its usage counters.
+
+:mod:`.backends` (local Hugging Face models), :mod:`.api` (OpenAI-compatible chat servers) and
+:mod:`.served` (OpenAI-compatible completion servers scored by likelihood) all depend on this
+module and on nothing of each other's, but :mod:`.served` on :mod:`.api`'s HTTP client;
+:mod:`.loading` picks one from a short spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["LLMBackendError", "Message", "Prompt", "SCORERS", "REDUCTIONS", "Completion", "Usage", "LLMBackend"]
+
+Message = dict[str, str]  #: one chat message: ``{"role": ..., "content": ...}``
+Prompt = str | Sequence[Message]  #: plain text to continue, or a chat
+SCORERS = ("packed", "shared", "naive")  #: likelihood paths, fastest first (same numbers)
+REDUCTIONS = ("mean", "sum")  #: a continuation's score: mean log-probability per token, or the sum
+
+
+class LLMBackendError(RuntimeError):
+    """A backend cannot be loaded or called; the message says what to do."""
+
+
+@dataclass
+class Completion:
+    """One generated answer and what it cost in tokens."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool = False
+
+
+@dataclass
+class Usage:
+    """Running totals of a backend's work (for cost and efficiency tables)."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, prompt_tokens: int, completion_tokens: int, cached: bool = False) -> None:
+        """Record one call."""
+        self.calls += 1
+        self.cached_calls += int(cached)
+        self.prompt_tokens += int(prompt_tokens)
+        self.completion_tokens += int(completion_tokens)
+
+
+class LLMBackend:
+    """The interface: ``chat`` for generation, ``score_continuations`` for likelihoods."""
+
+    name: str = "llm"
+    supports_likelihood: bool = False
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def chat(self, messages: Sequence[Message], max_new_tokens: int = 64,
+             temperature: float = 0.0) -> Completion:
+        """Answer a chat (greedy when ``temperature == 0``)."""
+        raise NotImplementedError
+
+    def score_continuations(self, prompt: Prompt, continuations: Sequence[str], scorer: str = "packed",
+                            end_token: bool = False, reduce: str = "mean") -> np.ndarray:
+        """Mean per-token (or, with ``reduce="sum"``, summed) log-probability of each
+        continuation after the prompt."""
+        raise LLMBackendError(
+            f"backend {self.name!r} cannot score continuations by likelihood; "
+            f"use the list-wise ranking method with it, or a local Hugging Face model")
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of ``text`` (an estimate where the tokenizer is unknown)."""
+        return max(1, len(text) // 4)
