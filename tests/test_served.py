@@ -153,3 +153,27 @@ def test_load_backend_builds_a_served_backend_from_the_environment(monkeypatch):
     served = load_backend("served:meta-llama/Llama-3.1-70B-Instruct")
     assert isinstance(served, CompletionsBackend) and served.supports_likelihood
     assert served.model == "meta-llama/Llama-3.1-70B-Instruct" and served.base_url.endswith(":8000/v1")
+
+
+def test_a_chapter_run_against_a_server_has_the_local_scores_and_its_own_costs(backend, monkeypatch, tmp_path):
+    """Chapter 6's zero-shot list run (``recnotes.llm_experiments``) pointed at a served model:
+    the same scores as the same run in process, and a cost record from the backend's counters."""
+    from dataclasses import replace
+
+    from recnotes.llm_experiments import llm_scores, task_config
+
+    monkeypatch.setenv("RECNOTES_CACHE", str(tmp_path / "cache"))
+    local = llm_scores(replace(task_config("zero-shot-list", profile="smoke"), n_users=2, max_history=HISTORY),
+                       progress=False)
+    with serve(backend) as (url, state):
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        config = replace(task_config("zero-shot-list", profile="smoke", llm_model="served:smollm2-test"),
+                         n_users=2, max_history=HISTORY)
+        served = llm_scores(config, progress=False)
+        reported = sum(sum(len(backend.tokenizer(t)["input_ids"]) for t in r["prompt"]) for r in state.requests[1:])
+    np.testing.assert_allclose(served.scores, local.scores, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(served.watched_scores, local.watched_scores, atol=ATOL, rtol=0)
+    st = served.stats
+    assert st["tokens_per_user"] == pytest.approx(reported / 2) and st["users"] == 2
+    assert st["requests"] == len(state.requests) and st["seconds_per_user"] > 0
+    assert st["parameters"] is None and st["blocks"] is None and url in st["origin"]

@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - Windows
 from . import __version__
 from .assets import cache_dir
 from .data import load_movielens
+from .data.movielens import grouplens_format
 from .data.splits import Split, leave_one_out
 from .models import EASE, GPTRec, ItemKNN, LSTM, Popularity, Random, Recommender
 from .models.base import SequenceRecommender
@@ -185,9 +186,24 @@ _SPLITS: dict[str, Split] = {}
 
 
 def load_split(dataset: str = "ml-100k") -> Split:
-    """The leave-one-out split of a MovieLens dataset (cached in memory)."""
+    """The leave-one-out split of a MovieLens dataset (cached in memory).
+
+    ``dataset`` is a name (``"ml-100k"``, the pinned offline copy; ``"ml-1m"`` or ``"ml-20m"``,
+    downloaded from GroupLens once) or the path of a local folder in one of GroupLens' formats
+    (``u.data``/``u.item``, ``ratings.dat``/``movies.dat`` or ``ratings.csv``/``movies.csv``),
+    which is then the dataset's name on the page: the folder's name.
+    """
     if dataset not in _SPLITS:
-        _SPLITS[dataset] = leave_one_out(load_movielens(dataset))
+        folder = Path(str(dataset)).expanduser()
+        if folder.is_dir():
+            data = load_movielens(grouplens_format(folder), path=folder)
+            data = replace(data, name=folder.resolve().name, _cache={})
+        elif "/" in str(dataset) or str(dataset).startswith("."):
+            raise FileNotFoundError(f"dataset {dataset!r}: no such folder (a GroupLens folder, or a name: "
+                                    f"ml-100k, ml-1m, ml-20m)")
+        else:
+            data = load_movielens(dataset)
+        _SPLITS[dataset] = leave_one_out(data)
     return _SPLITS[dataset]
 
 

@@ -375,11 +375,13 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
             scored_items = np.concatenate([items, watched_items[:, None]], axis=1)
         start = time.perf_counter()
         hits_before = lower.hits if lower is not None else 0
-        backend.lower = lower
+        if lower is not None:
+            backend.lower = lower
         try:
             scores = ranker.score_candidates(histories, scored_items).numpy()
         finally:
-            backend.lower = None
+            if lower is not None:
+                backend.lower = None
         seconds = time.perf_counter() - start
         reused = bool(lower is not None and lower.hits > hits_before)
         st = ranker.stats
@@ -394,16 +396,15 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
         stats = {"seconds": seconds, "users": len(users), "seconds_per_user": seconds / len(users),
                  # a full pass of this model alone (the cost to quote for it)
                  "seconds_per_user_alone": alone, "users_timed_alone": k if reused else len(users),
-                 **tokens, "device": str(backend.device),
-                 "dtype": str(next(backend.model.parameters()).dtype).removeprefix("torch."),
-                 "threads": torch.get_num_threads(), "model": backend.name,
+                 **tokens, "threads": torch.get_num_threads(), "model": backend.name,
                  # whether the bottom blocks' output came from a run before this one (then
                  # seconds_per_user is not the cost of this model alone)
                  "shared_bottom_blocks": lower.n if lower is not None else 0,
                  "reused_bottom_blocks": reused,
-                 "parameters": sum(p.numel() for n, p in backend.model.named_parameters() if "lora_" not in n),
-                 "blocks": int(backend.model.config.num_hidden_layers),
-                 "origin": getattr(backend, "origin", backend.name)}
+                 # device, dtype, parameters, blocks, origin (None where a served model's are unknown)
+                 **backend.describe()}
+        if hasattr(backend, "requests"):  # a served model: its requests and the time spent waiting
+            stats.update(requests=backend.requests, server_seconds=backend.seconds)
         result = LLMScores(config, ranker.name, users, items, scores[:, :items.shape[1]], target_pos,
                            watched_items, scores[:, -1] if config.watched else None, stats, False)
         if config.watched:

@@ -33,6 +33,7 @@ __all__ = [
     "load_movielens",
     "read_recbole",
     "read_grouplens",
+    "grouplens_format",
     "fetch_grouplens",
     "split_title_year",
 ]
@@ -173,6 +174,19 @@ def _read_20m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     titles, years = zip(*(split_title_year(t) for t in raw["title"]))
     genres = [() if g in ("", "(no genres listed)") else tuple(g.split("|")) for g in raw["genres"]]
     return ratings, _items_frame(raw["movieId"].astype(np.int64), titles, years, genres)
+
+
+def grouplens_format(folder: str | Path) -> str:
+    """Which GroupLens format a folder holds, by its file names: ``"ml-100k"`` (``u.data``,
+    ``u.item``), ``"ml-1m"`` (``ratings.dat``, ``movies.dat``) or ``"ml-20m"`` (``ratings.csv``,
+    ``movies.csv``, also the format of ML-25M and ``ml-latest``)."""
+    folder = Path(folder)
+    for name, files in (("ml-100k", ("u.data", "u.item")), ("ml-1m", ("ratings.dat", "movies.dat")),
+                        ("ml-20m", ("ratings.csv", "movies.csv"))):
+        if all((folder / f).is_file() for f in files):
+            return name
+    raise ValueError(f"{folder} is not a MovieLens folder: expected u.data + u.item (100K), "
+                     f"ratings.dat + movies.dat (1M) or ratings.csv + movies.csv (20M)")
 
 
 def read_grouplens(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -82,7 +82,8 @@ def load_encoder(model: str | Path | None = None, device: str | torch.device | N
             f"sentence encoder {str(model)!r} is not available offline. Pass online=True (or set "
             f"RECNOTES_ONLINE=1) where the internet is reachable to download it once, pass a "
             f"local folder, or use the pinned default (model=None).") from err
-    encoder.recnotes_name = "all-MiniLM-L6-v2" if source != str(model) else str(model)
+    encoder.recnotes_name = ("all-MiniLM-L6-v2" if source != str(model)
+                             else Path(str(model)).name if Path(str(model)).is_dir() else str(model))
     return encoder
 
 

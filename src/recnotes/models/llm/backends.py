@@ -150,6 +150,13 @@ class HFBackend(LLMBackend):
         backend.origin = f"{origin}, run in {str(dtype).removeprefix('torch.')}"
         return backend
 
+    def describe(self) -> dict:
+        """Device, dtype, parameters (LoRA adapters not counted), blocks and origin of the model."""
+        return {"device": str(self.device),
+                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+                "parameters": sum(p.numel() for n, p in self.model.named_parameters() if "lora_" not in n),
+                "blocks": int(self.model.config.num_hidden_layers), "origin": self.origin}
+
     # --------------------------------------------------------------- tokens
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` under this model's tokenizer."""

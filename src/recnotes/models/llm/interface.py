@@ -79,6 +79,13 @@ class LLMBackend:
             f"backend {self.name!r} cannot score continuations by likelihood; "
             f"use the list-wise ranking method with it, or a local Hugging Face model")
 
+    def describe(self) -> dict:
+        """What the model is, for the cost tables: ``device``, ``dtype``, ``parameters`` and
+        ``blocks`` (``None`` where the backend cannot know them, as for a served model) and
+        ``origin`` (where the weights come from, in words)."""
+        return {"device": "server", "dtype": None, "parameters": None, "blocks": None,
+                "origin": getattr(self, "origin", self.name)}
+
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` (an estimate where the tokenizer is unknown)."""
         return max(1, len(text) // 4)
