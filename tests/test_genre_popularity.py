@@ -100,7 +100,20 @@ def test_every_user_gets_the_same_scores_and_seen_films_are_masked():
     s = model.score(split.histories("test")[:3]).numpy()
     assert (s == s[0]).all()
     res = evaluate_full(model, split, ks=(1, 5))
-    assert (res.ranks >= 0).all() and res.model == "GenreYearPopularity"
+    assert res.model == "GenreYearPopularity"
+    # the top lists hold no seen film, and are the best unseen films by the shared scores
+    from recnotes.report.tables import top_k
+
+    hist = split.histories("test")
+    k = min(split.n_items - len({int(x) for x in np.asarray(h) if x}) for h in hist)  # every list all unseen
+    assert k >= 2
+    tops = top_k(model, hist, k=k)
+    for h, top in zip(hist, tops):
+        seen = {int(x) for x in np.asarray(h) if x}
+        assert seen and not seen & {int(x) for x in top}
+        unseen = np.array([i for i in range(1, split.n_items + 1) if i not in seen])
+        best = np.sort(s[0][unseen])[::-1][:k]
+        np.testing.assert_array_equal(np.sort(s[0][np.asarray(top)])[::-1], best)
 
 
 def test_bad_half_life_and_unfitted():

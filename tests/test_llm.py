@@ -246,6 +246,14 @@ def test_listwise_generation_on_the_real_model(backend, titles):
     assert sorted(scores[0].tolist()) == [1.0, 2.0, 3.0, 4.0, 5.0]  # a full ranking, no ties
     st_ = ranker.stats
     assert st_.answers == 1 and len(st_.raw_answers) == 1 and st_.completion_tokens <= 24
+    # the scores follow the model's own answer, read here without the parser: the candidate
+    # whose title the answer writes first is ranked first
+    cands = [50, 100, 181, 258, 288]
+    answer = st_.raw_answers[0]
+    where = {j: answer.find(titles[c]) for j, c in enumerate(cands) if titles[c] in answer}
+    assert where, f"the pinned model (greedy) wrote no candidate's title: {answer!r}"
+    first = min(where, key=where.get)
+    assert scores[0, first] == 5.0, (answer, scores)
 
 
 # ----------------------------------------------------------------- prompts
