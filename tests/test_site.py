@@ -175,3 +175,68 @@ def test_repository_substitution_reads_the_theme_options():
     text = "git clone {{ repository_url }} && cd {{ repository_folder }}"
     assert site_ext.substitute(text, config) == "git clone https://github.com/someone/book.git && cd book"
     assert "{{ repository_url }}" in (ROOT / "book" / "intro.md").read_text()  # not typed by hand
+
+
+#: measures, after the page has loaded at the browser width, every table and image in the
+#: article against the article's text column, and writes what sticks out into the page
+LAYOUT_PROBE = """
+<script>
+window.addEventListener('load', () => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const column = article.getBoundingClientRect();
+  const out = [];
+  article.querySelectorAll('table, img').forEach((el) => {
+    const box = el.getBoundingClientRect();
+    const width = el.tagName === 'TABLE' ? el.scrollWidth : box.width;
+    if (width > column.width + 1 || box.left < column.left - 1) {
+      const head = el.tagName === 'TABLE' ? Array.from(el.querySelectorAll('thead th')).map((c) => c.textContent.trim()).filter((x) => x).join(' | ') : el.getAttribute('src');
+      out.push(`${el.tagName.toLowerCase()} ${Math.round(width)} px wide in a ${Math.round(column.width)} px column`
+               + ` (${(head || '').trim().slice(0, 120)})`);
+    }
+  });
+  const report = document.createElement('pre');
+  report.id = 'layout-report';
+  report.textContent = JSON.stringify(out);
+  document.body.appendChild(report);
+});
+</script>
+"""
+
+
+def chromium() -> str | None:
+    import shutil
+
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.fixture(scope="module")
+def probed_site(site, tmp_path_factory) -> Path:
+    """A copy of the site whose pages carry the layout probe."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("probed") / "html"
+    shutil.copytree(site, copy)
+    for page in pages():
+        target = copy / f"{page}.html"
+        target.write_text(target.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    return copy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", pages())
+def test_tables_and_figures_fit_the_text_column_at_1280px(probed_site, page):
+    """Opened in headless Chromium 1280 px wide, no table is wider than the article's text
+    column (a wider one hides columns behind a scroll bar) and no image sticks out of it."""
+    import json
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    target = probed_site / f"{page}.html"
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                           "--virtual-time-budget=10000", "--dump-dom", target.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    found = BeautifulSoup(proc.stdout, "html.parser").find(id="layout-report")
+    assert found is not None, f"the layout probe did not run: {proc.stderr[-500:]}"
+    wide = json.loads(found.text)
+    assert not wide, f"{page} at 1280 px: " + "; ".join(wide)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["get_device", "autocast_dtype", "describe_device", "native_cpu_bf16", "inference_dtype",
+__all__ = ["get_device", "autocast_dtype", "describe_device", "cpu_note", "native_cpu_bf16", "inference_dtype",
            "training_dtype", "keep_freed_memory", "cpu_description"]
 
 
@@ -106,6 +106,20 @@ def cpu_description() -> str:
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
     present = [f for f in wanted if re.search(rf"\b{f}\b", flags)]
     return f"{name}, {os.cpu_count()} cores, flags: {' '.join(present) or 'none of ' + ' '.join(wanted)}"
+
+
+def cpu_note(device: torch.device | str | None = None) -> str:
+    """One sentence for a page that reports trained models: where its numbers were computed,
+    and that their last digits depend on the processor."""
+    device = get_device(device)
+    if device.type != "cpu":
+        return (f"The trained models' numbers on this page were computed on {describe_device(device)}; "
+                f"on another device their last digits differ.")
+    precision = ("bf16, which it multiplies natively" if training_dtype(device) == torch.bfloat16
+                 else "float32, as it has no native bf16")
+    return (f"The trained models' numbers on this page were computed on {cpu_description()}, in {precision}; "
+            f"on another processor (bf16 where it is native, float32 elsewhere) a retrained seed differs "
+            f"in the third decimal.")
 
 
 def describe_device(device: torch.device) -> str:

@@ -27,9 +27,12 @@ import subprocess
 import sys
 from typing import Sequence
 
-__all__ = ["VARIANTS", "measure", "worker", "main"]
+__all__ = ["VARIANTS", "VARIANT_LABELS", "measure", "worker", "main"]
 
 VARIANTS = ("previous", "previous-config", "new")
+#: what each variant is, in words (for tables and figures)
+VARIANT_LABELS = {"previous": "untuned defaults, plain PyTorch", "previous-config": "untuned defaults, fused trainer",
+                  "new": "tuned defaults, fused trainer"}
 
 
 def _config(model: str, variant: str):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 import numpy as np
 
 from .. import __version__
+from ..device import cpu_description
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..evaluate.protocols import EvalResult
@@ -79,6 +80,7 @@ def write_results(chapter: str, records: Iterable[Mapping[str, Any]],
         rows.append({k: _plain(r[k]) for k in RECORD_KEYS})
     out = {
         "chapter": chapter, "dataset": dataset, "profile": profile, "device": device,
+        "machine": cpu_description(),  # the processor and the flags that decide speed and precision
         "recnotes_version": __version__, "records": rows,
         "ranks": {p: {m: [int(x) for x in v] for m, v in models.items()}
                   for p, models in (ranks or {}).items()},

@@ -44,7 +44,24 @@ def _config_inited(app, config) -> None:
         config.mathjax_path = MATHJAX_PATH
 
 
+ANSWER = "{{ answer:06_llm }}"  #: where a page shows chapter 6's answer (from its results file)
+
+
+def answer_markdown(results: Path) -> str:
+    """Chapter 6's answer as markdown bullets, read from ``results/06_llm.json`` (written when
+    the chapter runs, so the landing page's numbers are the chapter's)."""
+    import json
+
+    lines = json.loads((results / "06_llm.json").read_text()).get("answer") or []
+    if not lines:
+        raise ValueError(f"{results / '06_llm.json'} has no answer: execute chapter 06_llm")
+    return "\n".join(f"* {line}" for line in lines)
+
+
 def _source_read(app, docname: str, source: list[str]) -> None:
+    if ANSWER in source[0]:
+        results = Path(app.srcdir) / "book" / "results"
+        source[0] = source[0].replace(ANSWER, answer_markdown(results))
     if "{{ repository_" not in source[0]:
         return
     if not repository(app.config)[0]:
