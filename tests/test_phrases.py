@@ -33,3 +33,12 @@ def test_signed_differences_have_three_significant_digits_and_no_exponent():
     assert signed(-1.58e-05) == "-0.0000158"
     assert signed(0.0) == "0"
     assert signed(-0.25) == "-0.250"
+
+
+def test_how_many_reads_as_a_reader_would_write_it():
+    from recnotes.report.phrases import how_many
+
+    assert how_many(5, 5, "segments") == "all 5 segments"
+    assert how_many(2, 2, "models") == "both models"
+    assert how_many(0, 4, "segments") == "none of the 4 segments"
+    assert how_many(3, 5, "segments") == "3 of the 5 segments"

@@ -59,7 +59,7 @@ def test_leaders_match_their_paired_tests():
 def test_summary_when_the_best_leads_everywhere():
     pu = per_user("best everywhere")
     text = leaders_summary(segment_leaders(pu, SEGMENTS, n_perm=2000), "A", pu)
-    assert text.startswith("A has the highest NDCG@10 in 3 of the 3 segments and is significantly ahead "
+    assert text.startswith("A has the highest NDCG@10 in all 3 segments and is significantly ahead "
                            "of the runner-up in a, b and c.")
     assert text.endswith("No segment has a model significantly better than A.")
 
@@ -105,7 +105,7 @@ def test_leaders_of_two_segmentations():
     table = segment_leaders(pu, [SEGMENTS, halves], n_perm=500)
     assert list(table.index) == ["a", "b", "c", "first", "second"]
     assert [len(t["users"]) for t in table.attrs["tests"]] == [100, 100, 100, 150, 150]
-    assert "in 5 of the 5 segments" in leaders_summary(table, "A", pu)
+    assert "in all 5 segments" in leaders_summary(table, "A", pu)
 
 
 def test_pairs_table_is_holm_adjusted_and_matches_paired_tests():

@@ -141,3 +141,27 @@ def test_random_ranks_at_chance_on_p2():
                 found += 1
                 assert r["ci_low"] <= r["k"] / 20 <= r["ci_high"], f"{chapter}: {r}"
     assert found
+
+
+def test_published_accuracy_is_recomputed_from_the_stored_ranks():
+    """Every published HR/NDCG/MRR record whose ranks are stored equals the metric recomputed
+    here, from the ranks, by brute force (the smallest seed's run is the one whose ranks are kept)."""
+    checked = 0
+    for chapter, res in _published().items():
+        assert res["profile"] == "full", f"{chapter}: the published results are of the {res['profile']} profile"
+        for protocol, models in res["ranks"].items():
+            for model, ranks in models.items():
+                r = np.asarray(ranks)
+                rows = [x for x in res["records"] if x["protocol"] == protocol and x["model"] == model
+                        and x["metric"] in ("HR", "NDCG", "MRR") and isinstance(x["seed"], int)
+                        and x["n_users"] in (None, len(r))]
+                if not rows:
+                    continue
+                first = min(x["seed"] for x in rows)
+                for x in (x for x in rows if x["seed"] == first):
+                    k, hit = x["k"], r < x["k"]
+                    brute = {"HR": hit.mean(), "NDCG": np.where(hit, 1 / np.log2(r + 2), 0).mean(),
+                             "MRR": np.where(hit, 1 / (r + 1), 0).mean()}[x["metric"]]
+                    assert x["value"] == pytest.approx(brute, rel=1e-9, abs=1e-12), (chapter, protocol, model, x)
+                    checked += 1
+    assert checked > 50

@@ -7,7 +7,7 @@ from typing import Mapping
 
 from .compare import fmt, fmt_p, verdict
 
-__all__ = ["compared", "signed", "change"]
+__all__ = ["compared", "signed", "change", "how_many"]
 
 
 def compared(test: Mapping[str, float], other: str, better: str = "better", worse: str = "worse",
@@ -35,3 +35,15 @@ def change(before: float, after: float, test: Mapping[str, float], alpha: float 
     direction = "higher" if after > before else "lower" if after < before else "the same"
     significance = "significant" if test[key] < alpha else "not significant"
     return f"{direction}, {a} → {b}, {significance} at {100 * alpha:g}% (p {fmt_p(test[key])})"
+
+
+def how_many(k: int, n: int, noun: str) -> str:
+    """``k`` of ``n`` things in words a reader would use: ``"all 5 segments"``, ``"both
+    models"``, ``"none of the 4 segments"``, ``"3 of the 5 segments"``."""
+    if n == 2 and k == 2:
+        return f"both {noun}"
+    if k == n:
+        return f"all {n} {noun}"
+    if k == 0:
+        return f"none of the {n} {noun}"
+    return f"{k} of the {n} {noun}"

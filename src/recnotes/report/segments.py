@@ -25,6 +25,7 @@ import pandas as pd
 from ..evaluate.segments import segment_table, segment_winners
 from ..evaluate.uncertainty import paired_test
 from .compare import fmt, fmt_ci, fmt_p, holm, tidy
+from .phrases import how_many
 
 __all__ = ["segment_values", "segment_wide", "segment_leaders", "beaten_in", "leaders_summary", "pairs_table",
            "segment_figure", "markdown_table", "join_words"]
@@ -109,7 +110,7 @@ def leaders_summary(leaders: pd.DataFrame, best: str, per_user: Mapping[str, pd.
     tests = leaders.attrs["tests"]
     leads = [str(t["segment"]) for t in tests if t["winner"] == best]
     sig = [str(t["segment"]) for t in tests if t["winner"] == best and t["significant"]]
-    text = f"{best} has the highest {tests[0]['metric']} in {len(leads)} of the {len(tests)} segments"
+    text = f"{best} has the highest {tests[0]['metric']} in {how_many(len(leads), len(tests), 'segments')}"
     if leads:
         text += (f" and is significantly ahead of the runner-up in {join_words(sig)}" if sig else
                  ", but in none of them significantly ahead of the runner-up")
