@@ -21,7 +21,7 @@ import torch
 from ... import assets
 from ...device import get_device, inference_dtype
 from ...progress import hf_progress
-from .interface import REDUCTIONS, SCORERS, Completion, LLMBackend, LLMBackendError, Message, Prompt
+from .interface import Completion, LLMBackend, LLMBackendError, Message, Prompt, check_batch
 from .likelihood import score_naive, score_packed, score_shared_prefix
 
 __all__ = ["HFBackend", "DEFAULT_MODEL"]
@@ -209,12 +209,7 @@ class HFBackend(LLMBackend):
                     scorer: str = "packed", end_token: bool = False, reduce: str = "mean") -> list[np.ndarray]:
         """:meth:`score_continuations` for several users at once (one packed pass for all of
         them with the ``packed`` scorer; one user after the other with the others)."""
-        if scorer not in SCORERS:
-            raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}")
-        if reduce not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {reduce!r}; choose one of {REDUCTIONS}")
-        if len(prompts) != len(continuations):
-            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
+        check_batch(prompts, continuations, scorer, reduce)
         batch = [(self.prompt_ids(p), self.continuation_ids(c, end_token)) for p, c in zip(prompts, continuations)]
         pad = int(self.tokenizer.pad_token_id)
         if scorer == "packed":

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["LLMBackendError", "Message", "Prompt", "SCORERS", "REDUCTIONS", "Completion", "Usage", "LLMBackend"]
+__all__ = ["LLMBackendError", "Message", "Prompt", "SCORERS", "REDUCTIONS", "Completion", "Usage", "LLMBackend", "check_batch"]
 
 Message = dict[str, str]  #: one chat message: ``{"role": ..., "content": ...}``
 Prompt = str | Sequence[Message]  #: plain text to continue, or a chat
@@ -89,3 +89,13 @@ class LLMBackend:
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` (an estimate where the tokenizer is unknown)."""
         return max(1, len(text) // 4)
+
+
+def check_batch(prompts: Sequence, continuations: Sequence, scorer: str, reduce: str) -> None:
+    """The arguments of a backend's ``score_batch``, checked the same way for every backend."""
+    if scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduce!r}; choose one of {REDUCTIONS}")
+    if len(prompts) != len(continuations):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")

@@ -53,7 +53,7 @@ import numpy as np
 
 from ... import assets
 from .api import DEFAULT_BASE_URL, Secret, post_json
-from .interface import REDUCTIONS, SCORERS, LLMBackend, LLMBackendError, Prompt
+from .interface import LLMBackend, LLMBackendError, Prompt, check_batch
 
 __all__ = ["CompletionsBackend", "Echo", "PROBE_TEXTS"]
 
@@ -298,12 +298,7 @@ class CompletionsBackend(LLMBackend):
         """Summed (or mean per token) log-probability of each continuation after its prompt.
         ``scorer`` is accepted for the local backend's signature; the server computes every text
         in full."""
-        if scorer not in SCORERS:
-            raise ValueError(f"unknown scorer {scorer!r}; choose one of {SCORERS}")
-        if reduce not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {reduce!r}; choose one of {REDUCTIONS}")
-        if len(prompts) != len(continuations):
-            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
+        check_batch(prompts, continuations, scorer, reduce)
         texts = [self._text(prompt) for prompt in prompts]
         end = ""
         if end_token:
