@@ -5,6 +5,7 @@ scores, and a list- or completion-format ranker cannot have a position bias."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -222,3 +223,49 @@ def test_models_equal_below_their_adapters_share_the_bottom_blocks(split, backen
     other.lower = shared
     with pytest.raises(ValueError, match="bottom blocks differ"):
         LLMRanker(other, titles, template="list", max_history=4).score_candidates(hists, cands)
+
+
+def test_merged_adapters_score_as_the_adapters_do(split, backend):
+    """Folding the adapters into the weights (how chapter 6 scores) gives the scores the adapter
+    layers give: to float32 rounding in float32, within bf16's own size in bf16; afterwards the
+    model has no adapter layers and training or loading adapters is refused."""
+    titles = item_titles(split.data)
+    settings = LoRASettings(window=6, n_targets=24, keep=(24,), batch_size=2, layers=2, lr=5e-2, warmup_steps=1)
+    tuned = FineTunedLLMRanker(backend, titles, settings).fit(split, progress=False)
+    hist = [split.histories("test")[u] for u in (3, 7)]
+    cands = np.array([[1, 50, 100, 181, 258], [7, 12, 300, 313, 600]])
+    unmerged = tuned.score_candidates(hist, cands)
+    zero = LLMRanker(backend, titles, template="list", max_history=5).score_candidates(hist, cands)
+    assert not torch.allclose(unmerged, zero, atol=1e-3)  # the adapters matter here
+    half = copy.deepcopy(tuned)
+    half.backend.model = half.backend.model.to(torch.bfloat16)
+    for name, p in half.backend.model.named_parameters():  # adapters stay float32, as in training
+        if "lora_" in name:
+            p.data = p.data.float()
+    half_unmerged = half.score_candidates(hist, cands)
+    assert torch.allclose(tuned.merge().score_candidates(hist, cands), unmerged, atol=1e-4)
+    assert tuned.merged and not any("lora" in n for n, _ in tuned.backend.model.named_parameters())
+    assert torch.allclose(half.merge().score_candidates(hist, cands), half_unmerged, atol=0.1)
+    for call in (lambda: tuned.fit(split, progress=False), tuned.adapter_state, tuned.trainable_parameters):
+        with pytest.raises(RuntimeError, match="merged"):
+            call()
+
+
+def test_bf16_training_applies_the_adapters_in_bf16_with_the_same_loss(split, backend):
+    """With bf16 base weights the loss is computed under autocast (adapters applied in bf16):
+    it is the loss of the float32 adapter path to within bf16's rounding, and it trains."""
+    titles = item_titles(split.data)
+    settings = LoRASettings(window=6, n_targets=24, keep=(24,), batch_size=2, layers=2, lr=5e-2, warmup_steps=1)
+    tuned = FineTunedLLMRanker(backend, titles, settings)
+    tuned.backend.model = tuned.backend.model.to(torch.bfloat16)
+    for name, p in tuned.backend.model.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.float()
+        if "lora_B" in name:  # non-zero adapters, so that the two paths differ in what they compute
+            torch.nn.init.normal_(p, std=0.05)
+    batch = [tuned._tokens(w) for w in take_windows(training_windows(split, 6, 0), 24)]
+    with torch.no_grad():
+        fast = float(tuned._loss(batch))
+        tuned._compute = lambda: contextlib.nullcontext()  # noqa: E731 - peft's float32 path
+        plain = float(tuned._loss(batch))
+    assert abs(fast - plain) < 0.02 * abs(plain), (fast, plain)

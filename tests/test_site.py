@@ -10,8 +10,12 @@ runs on each page, so a failure names both.
 
 from __future__ import annotations
 
+import functools
+import http.server
+import json
 import re
 import subprocess
+import threading
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -178,9 +182,30 @@ def test_repository_substitution_reads_the_theme_options():
 
 
 #: measures, after the page has loaded at the browser width, every table and image in the
-#: article against the article's text column, and writes what sticks out into the page
-LAYOUT_PROBE = """
+#: article against the article's text column, and looks at the edges of every figure (a
+#: plotted PNG): ink on an edge is a title, label or legend that runs off the picture and is
+#: cut there.  What sticks out or is cut is written into the page.
+LAYOUT_PROBE = r"""
 <script>
+function inkAtEdges(img) {
+  // the figure's outermost rows and columns: a saved figure has a white margin all round,
+  // so a dark pixel there belongs to text or a line cut by the picture's edge
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const w = canvas.width, h = canvas.height, found = [];
+  const edges = {top: [0, 0, w, 1], bottom: [0, h - 1, w, 1], left: [0, 0, 1, h], right: [w - 1, 0, 1, h]};
+  for (const [name, box] of Object.entries(edges)) {
+    const px = ctx.getImageData(...box).data;
+    let dark = 0;
+    for (let i = 0; i < px.length; i += 4) {
+      if (px[i + 3] > 128 && (px[i] + px[i + 1] + px[i + 2]) / 3 < 150) dark += 1;
+    }
+    if (dark > 0) found.push(`${name} (${dark} px)`);
+  }
+  return found;
+}
 window.addEventListener('load', () => {
   const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const column = article.getBoundingClientRect();
@@ -193,6 +218,13 @@ window.addEventListener('load', () => {
       out.push(`${el.tagName.toLowerCase()} ${Math.round(width)} px wide in a ${Math.round(column.width)} px column`
                + ` (${(head || '').trim().slice(0, 120)})`);
     }
+  });
+  article.querySelectorAll('img').forEach((img) => {
+    const src = img.getAttribute('src') || '';
+    if (!/_images\/[^/]+\.png$/.test(src)) return;  // plotted figures, not the badge or logos
+    if (!img.complete || img.naturalWidth === 0) { out.push(`figure ${src} did not load`); return; }
+    const cut = inkAtEdges(img);
+    if (cut.length) out.push(`figure ${src} has ink on its edges, cut there: ${cut.join(', ')}`);
   });
   const report = document.createElement('pre');
   report.id = 'layout-report';
@@ -222,21 +254,77 @@ def probed_site(site, tmp_path_factory) -> Path:
     return copy
 
 
+@pytest.fixture(scope="module")
+def served_site(probed_site):
+    """The probed site on a loopback HTTP server (a page opened from a file may not read its
+    figures' pixels: each file is an origin of its own)."""
+    handler = functools.partial(_QuietHandler, directory=str(probed_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no access log in the test output
+        pass
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", pages())
-def test_tables_and_figures_fit_the_text_column_at_1280px(probed_site, page):
+def test_tables_and_figures_fit_the_text_column_at_1280px(served_site, page):
     """Opened in headless Chromium 1280 px wide, no table is wider than the article's text
-    column (a wider one hides columns behind a scroll bar) and no image sticks out of it."""
-    import json
-
+    column (a wider one hides columns behind a scroll bar), no image sticks out of it, and no
+    figure has ink on its edges (a label, title or legend cut by the picture's edge)."""
     browser = chromium()
     if browser is None:
         pytest.skip("no Chromium here (apt-get install chromium)")
-    target = probed_site / f"{page}.html"
     proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
-                           "--virtual-time-budget=10000", "--dump-dom", target.as_uri()],
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           "--no-first-run", "--virtual-time-budget=10000", "--dump-dom",
+                           f"{served_site}/{page}.html"],
                           capture_output=True, text=True, timeout=120)
     found = BeautifulSoup(proc.stdout, "html.parser").find(id="layout-report")
     assert found is not None, f"the layout probe did not run: {proc.stderr[-500:]}"
     wide = json.loads(found.text)
     assert not wide, f"{page} at 1280 px: " + "; ".join(wide)
+
+
+def test_the_edge_probe_sees_a_cut_label(tmp_path):
+    """The probe's edge check on two real figures: one saved whole, one whose title runs off
+    the picture (saved without the tight bounding box); only the second is reported."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    images = tmp_path / "_images"
+    images.mkdir()
+    for name, tight in (("whole", True), ("cut", False)):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 1], [0, 1])
+        ax.set_title("a title much too long for a figure this narrow, cut at both sides", fontsize=12)
+        fig.savefig(images / f"{name}.png", dpi=80, bbox_inches="tight" if tight else None)
+        plt.close(fig)
+    page = tmp_path / "page.html"
+    page.write_text("<html><body><article class='bd-article' style='width:1200px'>"
+                    "<img src='_images/whole.png'><img src='_images/cut.png'></article>"
+                    + LAYOUT_PROBE + "</body></html>")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                               "--disable-background-networking", "--no-first-run", "--virtual-time-budget=5000",
+                               "--dump-dom", f"http://127.0.0.1:{server.server_address[1]}/page.html"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    found = BeautifulSoup(proc.stdout, "html.parser").find(id="layout-report")
+    assert found is not None, f"the layout probe did not run: {proc.stderr[-500:]}"
+    report = json.loads(found.text)
+    assert len(report) == 1 and "cut.png" in report[0], report
+    assert "left" in report[0] or "right" in report[0], report  # the title runs off the sides

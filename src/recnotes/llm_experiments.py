@@ -45,7 +45,7 @@ __all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS"
            "group_of", "CURVE", "reranked_ranks", "blend_scores", "lora_run", "llm_scores", "watched_candidates", "gptrec_top", "task_config", "main"]
 
 #: bumped when what an LLM config produces changes (so the cache is not reused)
-LLM_REVISION = 3
+LLM_REVISION = 4
 
 #: users whose full pass is timed again, alone, for a run that reused another run's bottom blocks
 _ALONE_USERS = 16
@@ -59,14 +59,16 @@ class LoRAConfig(ExperimentConfig):
     """Fine-tune the LLM with LoRA adapters (see :class:`~recnotes.models.llm.finetune.LoRASettings`)."""
 
     llm_model: str | None = None
-    rank: int = 8
-    alpha: float = 16.0
+    # rank, layers, window and lr: the best on validation within the book's budget
+    # (scripts/select_lora.py, book/tuning/LoRA.json; alpha is twice the rank there)
+    rank: int = 4
+    alpha: float = 8.0
     layers: int = 8
-    window: int = 20
+    window: int = 40
     n_targets: int = 8000
     keep: tuple[int, ...] = (1000, 4000, 8000)
     batch_size: int = 4
-    lr: float = 8e-3  # the best on validation (scripts/select_lora.py, book/tuning/LoRA.json)
+    lr: float = 8e-3
 
     def settings(self):
         """The fine-tuning settings, with the profile's cap on the number of targets."""
@@ -331,6 +333,7 @@ def _ranker(config: LLMScoresConfig, titles):
                                 batch_users=config.batch_users, reduce=config.reduce)
     path = trained.adapters(config.lora_targets)
     ranker.load_adapters(path, targets=min(int(path.stem.split("-")[1]), trained.targets))
+    ranker.merge()  # scored as it would be served: the adapters folded into the weights
     return ranker, ranker.backend
 
 
@@ -445,19 +448,25 @@ def _load_scores(config: LLMScoresConfig, folder: Path) -> LLMScores | None:
 
 
 # ---------------------------------------------------------------- tasks
-def _lora(**kw) -> Callable[..., LoRAConfig]:
-    return lambda dataset, seed, profile, llm_model=None: LoRAConfig(dataset=dataset, seed=seed, profile=profile,
-                                                                     llm_model=llm_model, **kw)
+def _adapters(dataset, seed, profile, llm_model=None, window=None) -> LoRAConfig:
+    """The fine-tuning config (``window``: another number of films per window than the default)."""
+    extra = {} if window is None else {"window": int(window)}
+    return LoRAConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model, **extra)
+
+
+def _lora() -> Callable[..., LoRAConfig]:
+    return _adapters
 
 
 def _scores(lora: bool = False, lora_targets: int | None = None, **kw) -> Callable[..., LLMScoresConfig]:
-    def make(dataset, seed, profile, llm_model=None):
-        adapters = LoRAConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model)
+    def make(dataset, seed, profile, llm_model=None, window=None):
+        adapters = _adapters(dataset, seed, profile, llm_model, window)
         targets = None if lora_targets is None else min(lora_targets, adapters.settings().n_targets)
-        if kw.get("template") == "list":  # the training format: the window's films before the next one
-            kw.setdefault("max_history", adapters.window - 1)
+        extra = dict(kw)
+        if extra.get("template") == "list":  # the training format: the window's films before the next one
+            extra.setdefault("max_history", adapters.window - 1)
         return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model,
-                               lora=adapters if lora else None, lora_targets=targets if lora else None, **kw)
+                               lora=adapters if lora else None, lora_targets=targets if lora else None, **extra)
     return make
 
 
@@ -489,11 +498,14 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 
 def task_config(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
-                llm_model: str | None = None) -> ExperimentConfig:
-    """The config of the named task (see :data:`TASKS`)."""
+                llm_model: str | None = None, window: int | None = None) -> ExperimentConfig:
+    """The config of the named task (see :data:`TASKS`); ``window``: films per fine-tuning window
+    (and the list prompt's history plus one) other than :class:`LoRAConfig`'s default."""
     if name not in TASKS:
         raise ValueError(f"unknown LLM task {name!r}; choose one of {sorted(TASKS)}")
-    return TASKS[name](dataset, seed, resolve_profile(profile), llm_model)
+    if window is not None and int(window) < 2:
+        raise ValueError(f"window must be at least 2 films, got {window}")
+    return TASKS[name](dataset, seed, resolve_profile(profile), llm_model, window)
 
 
 def compute(config: ExperimentConfig, progress: bool = True):
@@ -502,14 +514,15 @@ def compute(config: ExperimentConfig, progress: bool = True):
 
 
 def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
-                  llm_model: str | None = None, split=None, progress: bool = True) -> dict[str, LLMScores]:
+                  llm_model: str | None = None, split=None, progress: bool = True,
+                  window: int | None = None) -> dict[str, LLMScores]:
     """The runs of :data:`GROUPS` ``[name]`` by task name (from the cache where they are there),
     the blocks below every LoRA computed once per user for all of them."""
     from .models.llm.likelihood import LowerLayers
 
     if name not in GROUPS:
         raise ValueError(f"unknown group {name!r}; choose one of {sorted(GROUPS)}")
-    configs = {n: task_config(n, dataset, seed, profile, llm_model) for n in GROUPS[name]}
+    configs = {n: task_config(n, dataset, seed, profile, llm_model, window) for n in GROUPS[name]}
     split = split if split is not None else load_split(dataset)
     lower = None
     if not all((_scores_folder(c, split) / "run.json").is_file() for c in configs.values()):
@@ -533,16 +546,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--llm-model", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--window", type=int, default=None,
+                        help="films per fine-tuning window (and the list prompt's history + 1); default: LoRAConfig's")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if args.task in GROUPS:
-        results = compute_group(args.task, args.dataset, args.seed, args.profile, args.llm_model, progress=False)
+        results = compute_group(args.task, args.dataset, args.seed, args.profile, args.llm_model, progress=False,
+                                window=args.window)
         done = ", ".join(f"{n} {'loaded' if r.cached else 'computed'}" for n, r in results.items())
         print(f"llm:{args.task} ({resolve_profile(args.profile)}): {done} in {time.perf_counter() - start:.0f} s")
         return 0
-    config = task_config(args.task, args.dataset, args.seed, args.profile, args.llm_model)
+    config = task_config(args.task, args.dataset, args.seed, args.profile, args.llm_model, args.window)
     result = compute(config, progress=False)
     print(f"llm:{args.task} ({config.profile}): {'loaded' if result.cached else 'computed'} in "
           f"{time.perf_counter() - start:.0f} s")
