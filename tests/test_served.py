@@ -163,6 +163,8 @@ def test_a_chapter_run_against_a_server_has_the_local_scores_and_its_own_costs(b
     from recnotes.llm_experiments import llm_scores, task_config
 
     monkeypatch.setenv("RECNOTES_CACHE", str(tmp_path / "cache"))
+    # in process in float32, as the stand-in server computes (bf16 is the default where it is native)
+    monkeypatch.setenv("RECNOTES_LLM_DTYPE", "float32")
     local = llm_scores(replace(task_config("zero-shot-list", profile="smoke"), n_users=2, max_history=HISTORY),
                        progress=False)
     with serve(backend) as (url, state):

@@ -341,11 +341,14 @@ def _scores_folder(config: LLMScoresConfig, split) -> Path:
     return cache_dir() / "experiments" / f"llm-{_key(config, split)}"
 
 
-def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower=None) -> LLMScores:
+def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower=None,
+               time_alone: bool = True) -> LLMScores:
     """Score (or load from the cache) the candidates of ``config``.
 
     ``lower``: a :class:`~recnotes.models.llm.likelihood.LowerLayers` shared with other runs whose
-    models are equal below their adapters (see :func:`compute_group`)."""
+    models are equal below their adapters (see :func:`compute_group`).  A run that reused them
+    times a full pass of its model alone on a few users, unless ``time_alone`` is off (then its
+    cost alone is not recorded: ``seconds_per_user_alone`` is None)."""
     from .models.llm import item_titles
 
     split = split if split is not None else load_split(config.dataset)
@@ -390,15 +393,17 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
         st = ranker.stats
         tokens = {"prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
                   "tokens_per_user": st.tokens_per_user}
-        alone = seconds / len(users)
+        alone, k = seconds / len(users), len(users)
         if reused:  # the bottom blocks came from another run: time a full pass of this model alone
-            k = min(len(users), _ALONE_USERS)
-            t0 = time.perf_counter()
-            ranker.score_candidates(histories[:k], scored_items[:k])
-            alone = (time.perf_counter() - t0) / k
+            alone, k = None, 0
+            if time_alone:
+                k = min(len(users), _ALONE_USERS)
+                t0 = time.perf_counter()
+                ranker.score_candidates(histories[:k], scored_items[:k])
+                alone = (time.perf_counter() - t0) / k
         stats = {"seconds": seconds, "users": len(users), "seconds_per_user": seconds / len(users),
                  # a full pass of this model alone (the cost to quote for it)
-                 "seconds_per_user_alone": alone, "users_timed_alone": k if reused else len(users),
+                 "seconds_per_user_alone": alone, "users_timed_alone": k,
                  **tokens, "threads": torch.get_num_threads(), "model": backend.name,
                  # whether the bottom blocks' output came from a run before this one (then
                  # seconds_per_user is not the cost of this model alone)
@@ -529,7 +534,10 @@ def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: s
         n_layers = _backend(llm_model).model.config.num_hidden_layers
         shared = n_layers - max((c.lora.layers for c in configs.values() if c.lora is not None), default=0)
         lower = LowerLayers(shared) if 0 < shared < n_layers else None  # adapters on every block: nothing to share
-    return {n: llm_scores(c, split, progress=progress, lower=lower) for n, c in configs.items()}
+    # the cost alone is quoted for the group's last run only (the whole fine-tuning's adapters)
+    last = GROUPS[name][-1]
+    return {n: llm_scores(c, split, progress=progress, lower=lower, time_alone=n == last)
+            for n, c in configs.items()}
 
 
 def group_of(task: str) -> str | None:

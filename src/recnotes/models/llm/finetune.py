@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 from ...progress import progress_bar
 from ...safeio import file_sha256, move_aside, write_atomic
 from .backends import HFBackend
-from .likelihood import decoder_and_head
+from .likelihood import decoder_and_head, mask_as
 from .prompts import LIST_HEADER, continuation_text
 from .ranker import LLMRanker
 
@@ -119,9 +119,10 @@ def sample_negatives(rng: np.random.Generator, n_items: int, seen: np.ndarray, s
     return np.stack([rng.choice(pool, shape[1], replace=False) for _ in range(shape[0])])
 
 
-def _rank_mask(rows, length: int, dtype: torch.dtype) -> torch.Tensor:
-    """The additive ``[B, 1, L, L]`` mask of rows holding a window (causal) followed by negative
-    lines, each of which sees the window's first ``p`` tokens and itself (causally)."""
+def _rank_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module) -> torch.Tensor:
+    """The ``[B, 1, L, L]`` mask of rows holding a window (causal) followed by negative lines,
+    each of which sees the window's first ``p`` tokens and itself (causally), in the form the
+    model's attention takes (:func:`~recnotes.models.llm.likelihood.mask_as`)."""
     allow = torch.zeros((len(rows), length, length), dtype=torch.bool)
     causal = torch.ones(length, length, dtype=torch.bool).tril()
     for r, (n_ids, main, spans) in enumerate(rows):
@@ -131,7 +132,7 @@ def _rank_mask(rows, length: int, dtype: torch.dtype) -> torch.Tensor:
             allow[r, start:start + size, start:start + size] = causal[:size, :size]
         pad = torch.arange(n_ids, length)
         allow[r, pad, pad] = True
-    return torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)[:, None]
+    return mask_as(allow, model, dtype)
 
 
 def take_windows(windows: Sequence[np.ndarray], n_targets: int) -> list[np.ndarray]:
@@ -367,7 +368,7 @@ class FineTunedLLMRanker(LLMRanker):
             ids_t[r, :len(ids)] = torch.tensor(ids)
             pos_t[r, :len(pos)] = torch.tensor(pos)
         dtype = next(self.backend.model.parameters()).dtype
-        mask = _rank_mask(rows, length, dtype).to(device)
+        mask = _rank_mask(rows, length, dtype, self.backend.model).to(device)
         decoder, head = decoder_and_head(self.backend.model)
         hidden = decoder(input_ids=ids_t.to(device), attention_mask=mask, position_ids=pos_t.to(device),
                          use_cache=False).last_hidden_state

@@ -77,9 +77,10 @@ def _forward_params(cls: type) -> frozenset[str]:
 
 
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``log softmax(logits)[..., target]`` in float32."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    """``log softmax(logits)[..., target]`` in float32, as the target's logit less the
+    log-sum-exp of its row (the whole log-softmax table is never written)."""
+    logits = logits.float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 @torch.no_grad()
@@ -230,10 +231,20 @@ def _packed_rows(batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]])
     return rows
 
 
-def _dense_mask(rows, length: int, dtype: torch.dtype) -> torch.Tensor:
-    """The additive ``[B, 1, L, L]`` block mask of packed rows.  (Attention computed block by
-    block, without the masked pairs, was slower than this dense mask on a CPU, at the prompt
-    lengths of the book.)"""
+def mask_as(allow: torch.Tensor, model: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """A ``[B, L, L]`` table of allowed (query, key) pairs as the model's attention takes it:
+    boolean for PyTorch's fused attention (``sdpa``), whose CPU kernel runs about 1.6 times as
+    fast with it as with an additive float mask of the same pairs, additive elsewhere."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "_attn_implementation", None) == "sdpa":
+        return allow[:, None]
+    return torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)[:, None]
+
+
+def _dense_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module | None = None) -> torch.Tensor:
+    """The ``[B, 1, L, L]`` block mask of packed rows (see :func:`mask_as`; additive without a
+    model).  (Attention computed block by block, without the masked pairs, was slower than this
+    dense mask on a CPU, at the prompt lengths of the book.)"""
     allow = torch.zeros((len(rows), length, length), dtype=torch.bool)
     causal = torch.ones(length, length, dtype=torch.bool).tril()
     for r, (ids, _, p, spans) in enumerate(rows):
@@ -243,8 +254,9 @@ def _dense_mask(rows, length: int, dtype: torch.dtype) -> torch.Tensor:
             allow[r, start:start + size, start:start + size] = causal[:size, :size]
         pad = torch.arange(len(ids), length)
         allow[r, pad, pad] = True  # padding sees itself only (no empty softmax row)
-    mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)
-    return mask[:, None]
+    if model is not None:
+        return mask_as(allow, model, dtype)
+    return torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)[:, None]
 
 
 @torch.no_grad()
@@ -267,7 +279,7 @@ def score_packed(model: torch.nn.Module, batch: Sequence[tuple[Sequence[int], Se
         ids[r, :len(row_ids)] = torch.tensor(row_ids)
         pos[r, :len(row_pos)] = torch.tensor(row_pos)
     ids, pos = ids.to(device), pos.to(device)
-    mask = _dense_mask(rows, length, dtype).to(device)
+    mask = _dense_mask(rows, length, dtype, model).to(device)
     hidden = _decode(decoder, ids, mask, pos, lower)
     # the output layer runs on each prompt's last state once, and on every fed candidate token
     first = head(hidden[torch.arange(len(rows), device=device), torch.tensor([r[2] - 1 for r in rows], device=device)])
