@@ -534,9 +534,10 @@ def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: s
         n_layers = _backend(llm_model).model.config.num_hidden_layers
         shared = n_layers - max((c.lora.layers for c in configs.values() if c.lora is not None), default=0)
         lower = LowerLayers(shared) if 0 < shared < n_layers else None  # adapters on every block: nothing to share
-    # the cost alone is quoted for the group's last run only (the whole fine-tuning's adapters)
-    last = GROUPS[name][-1]
-    return {n: llm_scores(c, split, progress=progress, lower=lower, time_alone=n == last)
+    # the cost alone is quoted for the group's last run only (the whole fine-tuning's adapters;
+    # in a small profile the curve's sizes may all be capped to it, and their configs be equal)
+    last = configs[GROUPS[name][-1]]
+    return {n: llm_scores(c, split, progress=progress, lower=lower, time_alone=c == last)
             for n, c in configs.items()}
 
 
