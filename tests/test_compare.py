@@ -20,6 +20,8 @@ def test_p_values_at_the_permutation_floor():
     assert fmt_p(0.0123) == "0.012"
     assert fmt_p(0.41) == "0.41"
     assert fmt_ci(0.0921, 0.1187) == "0.0921–0.119"
+    assert fmt_ci(-0.187, -0.0673) == "-0.187 to\u00a0-0.0673"  # no "–-" between the bounds
+    assert fmt_ci(-0.02, 0.05) == "-0.0200 to\u00a00.0500"
 
 
 def holm_reference(p):

@@ -111,7 +111,7 @@ def _p2(ranker: LLMRanker, split, cands) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m recnotes.bench llm", description=__doc__.split("\n")[0])
     p.add_argument("--speed-users", type=int, default=16, help="users for the scorer comparison (default 16)")
-    p.add_argument("--naive-users", type=int, default=2, help="of them, scored naively too (default 2)")
+    p.add_argument("--naive-users", type=int, default=2, help="of them, scored naively too, the reference of the diffs (default 2, at least 1)")
     p.add_argument("--batch-users", type=int, default=4, help="users per packed pass (default 4)")
     p.add_argument("--repeats", type=int, default=2, help="time each scorer this many times, keep the best")
     p.add_argument("--template", default="completion", choices=list(TEMPLATES))
@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
+    if not 1 <= args.naive_users <= args.speed_users:
+        p.error(f"--naive-users must be between 1 and --speed-users ({args.speed_users}): the naive scorer is "
+                f"the reference the others are compared with")
     torch.set_num_threads(args.threads)
     device = get_device(args.device)
     dtypes = args.dtypes or (["float32", "bfloat16"] if device.type == "cuda" or native_cpu_bf16()

@@ -42,8 +42,10 @@ def fmt_p(p: float, n_perm: int = 10_000) -> str:
 
 
 def fmt_ci(low: float, high: float, digits: int = 3) -> str:
-    """An interval as ``low–high`` (one short string that does not wrap)."""
-    return f"{fmt(low, digits)}–{fmt(high, digits)}"
+    """An interval as ``low–high`` (one short string that does not wrap); where a bound is
+    negative, as ``low to high`` (``-0.19–-0.067`` reads badly), which may wrap before "to"."""
+    sep = " to\u00a0" if min(low, high) < 0 else "–"
+    return f"{fmt(low, digits)}{sep}{fmt(high, digits)}"
 
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
