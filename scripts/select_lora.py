@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", nargs="*", default=[], help="e.g. lr=2e-3 layers=16 objective=rank,targets=400")
     parser.add_argument("--zero-shot", action="store_true", help="score the zero-shot list and completion prompts")
     parser.add_argument("--negatives", type=int, default=4)
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="windows per forward pass (the step's gradient accumulated; less memory, same loss)")
     parser.add_argument("--targets", type=int, default=2000, help="targets per LM-loss setting (the budget)")
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--fresh", action="store_true", help="start a new record")
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the budget: the longest window (prompt of window - 1 films) the book can afford; "
                              "longer ones are scored and shown, but not chosen")
     parser.add_argument("--budget-reason", default="", help="why the budget is what it is, for the record")
+    parser.add_argument("--centre", default="", help="the centre's fields that differ from the first search's, "
+                        "e.g. rank=4,window=40 (a setting names only what it changes)")
+    parser.add_argument("--what", default=WHAT, help="what the record chooses (a new text starts a new record)")
     parser.add_argument("--count-tokens", action="store_true",
                         help="add the tokens read per user to the entries of --record that lack them")
     args = parser.parse_args(argv)
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return merge(args.record, args.merge, bootstrap_ci, paired_test, args.max_window, args.budget_reason)
     if args.count_tokens:
         return count_tokens(args.record)
+    centre = {k: v for k, v in parse_setting(args.centre, CENTRE, args.targets).items() if k != "targets"}
     torch.set_num_threads(1)
     split = load_split()
     titles = item_titles(split.data)
@@ -134,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     dtype = str(next(backend.model.parameters()).dtype).removeprefix("torch.")
     record = json.loads(args.record.read_text()) if args.record.is_file() and not args.fresh else {}
     if (record.get("what"), record.get("targets"), record.get("users"), record.get("dtype"),
-            record.get("version")) != (WHAT, args.targets, args.users, dtype, 2):
-        record = {"what": WHAT, "version": 2, "targets": args.targets, "users": args.users, "centre": CENTRE,
+            record.get("version")) != (args.what, args.targets, args.users, dtype, 2):
+        record = {"what": args.what, "version": 2, "targets": args.targets, "users": args.users, "centre": centre,
                   "negatives": args.negatives, "candidates_seed": 1, "stage": "valid",
                   "machine": cpu_description(), "dtype": dtype, "per_user": {}, "results": {}}
 
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         args.record.write_text(json.dumps(record, indent=1) + "\n")
 
     if args.zero_shot:
-        for template, history in (("list", CENTRE["window"] - 1), ("completion", 10)):
+        for template, history in (("list", centre["window"] - 1), ("completion", 10)):
             key = f"zero-shot,template={template}"
             start = time.perf_counter()
             ranker = LLMRanker(backend, titles, template=template, max_history=history)
@@ -156,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             print(key, {k: round(float(np.mean(v)), 4) for k, v in record["per_user"][key].items()}, flush=True)
             save()
     for spec in args.settings:
-        s = parse_setting(spec, CENTRE, args.targets)
+        s = parse_setting(spec, centre, args.targets)
         settings = LoRASettings(window=s["window"], n_targets=s["targets"], keep=(s["targets"],), lr=s["lr"],
                                 layers=s["layers"], rank=s["rank"], alpha=2.0 * s["rank"], objective=s["objective"],
                                 negatives=args.negatives)
         start = time.perf_counter()
-        tuned = FineTunedLLMRanker(backend, titles, settings).fit(split, progress=False)
+        tuned = FineTunedLLMRanker(backend, titles, settings, micro_batch=args.micro_batch).fit(split, progress=False)
         trained = time.perf_counter() - start
         key = key_of(s)
         params = tuned.trainable_parameters()

@@ -98,3 +98,34 @@ def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path):
         pass
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
+
+
+def _write_many(path: str, label: str, n: int) -> None:
+    from pathlib import Path
+
+    for i in range(n):
+        write_atomic(Path(path), lambda tmp: tmp.write_text(f"{label} {i} " + label * 20000))
+
+
+def test_two_processes_writing_one_key_leave_a_whole_file(tmp_path):
+    """Two writers of one entry at once (two lanes of make book): a reader sees one writer's whole
+    text, never a mix or a file cut short, and no temporary file is left behind."""
+    import multiprocessing
+
+    path = tmp_path / "entry.json"
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_write_many, args=(str(path), label, 150)) for label in "ab"]
+    for w in writers:
+        w.start()
+    seen = 0
+    while any(w.is_alive() for w in writers):
+        if path.is_file():
+            text = path.read_text()
+            label = text[0]
+            assert label in "ab" and text.endswith(label * 20000) and len(text.split(" ")[2]) == 20000
+            seen += 1
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    assert seen > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["entry.json"]

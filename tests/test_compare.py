@@ -78,3 +78,20 @@ def test_tidy_drops_every_index_and_column_name():
     out = tidy(frame)
     assert list(out.index.names) == [None, None] and list(out.columns.names) == [None]
     assert "model" not in out.to_html() and "metric" not in out.to_html()
+
+
+def test_paired_rows_are_each_pairs_own_test_with_holm_over_rows():
+    from recnotes.evaluate import paired_test
+    from recnotes.report.compare import holm, paired_rows
+
+    rng = np.random.default_rng(3)
+    users = pd.Index(range(60), name="user")
+    pairs = {f"m{i}": (pd.Series(rng.random(60) + 0.1 * i, index=users), pd.Series(rng.random(60), index=users))
+             for i in range(3)}
+    table = paired_rows(pairs, ("with", "without"), seed=0)
+    tests = {t["vs"]: t for t in table.attrs["tests"]}
+    raw = [paired_test(a, b, seed=0)["p_value"] for a, b in pairs.values()]
+    for (label, (a, b)), adjusted in zip(pairs.items(), holm(raw)):
+        assert tests[label]["mean_diff"] == pytest.approx(float((a - b).mean()))
+        assert tests[label]["p_holm"] == pytest.approx(adjusted)
+        assert table.loc[label, "with"] == fmt(float(a.mean()))

@@ -269,3 +269,28 @@ def test_bf16_training_applies_the_adapters_in_bf16_with_the_same_loss(split, ba
         tuned._compute = lambda: contextlib.nullcontext()  # noqa: E731 - peft's float32 path
         plain = float(tuned._loss(batch))
     assert abs(fast - plain) < 0.02 * abs(plain), (fast, plain)
+
+
+@pytest.mark.parametrize("objective", ["lm", "rank"])
+def test_micro_batches_accumulate_the_whole_batchs_gradient(split, backend, objective):
+    """A step in passes of one window gives the gradient of the whole batch in one pass (the
+    loss is a mean over line tokens, or over lines for the rank loss: each pass weighs by its share)."""
+    titles = item_titles(split.data)
+    settings = LoRASettings(window=5, n_targets=15, keep=(15,), batch_size=3, layers=1, objective=objective,
+                            negatives=2)
+    grads = {}
+    for micro in (None, 1):
+        ranker = FineTunedLLMRanker(backend, titles, settings, micro_batch=micro)
+        with torch.no_grad():  # adapters that are not zero, the same in both runs
+            for n, p in ranker.backend.model.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.linspace(-0.01, 0.01, p.numel()).reshape(p.shape))
+        windows = take_windows(training_windows(split, 5, 0), 15)[:3]
+        rng = np.random.default_rng(0)
+        negatives = [ranker._negatives(split, 7, w, rng) for w in windows] if objective == "rank" else None
+        loss = ranker._step_loss([ranker._tokens(w) for w in windows], negatives)
+        grads[micro] = (float(loss.detach()), {n: p.grad.clone() for n, p in ranker.backend.model.named_parameters()
+                                      if p.requires_grad})
+    assert grads[1][0] == pytest.approx(grads[None][0], rel=1e-5)
+    for n, g in grads[None][1].items():
+        torch.testing.assert_close(grads[1][1][n], g, rtol=1e-4, atol=1e-7)

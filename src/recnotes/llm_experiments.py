@@ -37,6 +37,7 @@ from .assets import cache_dir
 from .device import get_device
 from .evaluate import Candidates, sample_candidates
 from .experiments import ExperimentConfig, GPTRecConfig, _locked, data_fingerprint, load_split, run
+from .longrun import MODEL_NAMES
 from .models.base import Recommender
 from .profiles import get_profile, resolve_profile
 from .safeio import file_sha256, move_aside, write_atomic
@@ -46,6 +47,9 @@ __all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS"
 
 #: bumped when what an LLM config produces changes (so the cache is not reused)
 LLM_REVISION = 4
+
+#: the name of the model whose adapters the long run committed (recnotes.longrun)
+WHOLE_NAME = MODEL_NAMES["chosen"]
 
 #: users whose full pass is timed again, alone, for a run whose bottom blocks a group shares
 _ALONE_USERS = 16
@@ -70,12 +74,17 @@ class LoRAConfig(ExperimentConfig):
     keep: tuple[int, ...] = (1000, 4000, 8000)
     batch_size: int = 4
     lr: float = 8e-3
+    # the long run (recnotes.longrun): every training title a target once, beyond the book's
+    # budget; the full profile does not cap it, the small ones do
+    whole: bool = False
 
     def settings(self):
-        """The fine-tuning settings, with the profile's cap on the number of targets."""
+        """The fine-tuning settings, with the profile's cap on the number of targets (none for a
+        whole run in the full profile)."""
         from .models.llm.finetune import LoRASettings
 
-        n = min(self.n_targets, _TARGETS[get_profile(self.profile).name])
+        name = get_profile(self.profile).name
+        n = self.n_targets if (self.whole and name == "full") else min(self.n_targets, _TARGETS[name])
         keep = tuple(sorted({min(k, n) for k in self.keep}))
         return LoRASettings(rank=self.rank, alpha=self.alpha, layers=self.layers, window=self.window,
                             n_targets=n, keep=keep, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
@@ -102,6 +111,9 @@ class LLMScoresConfig(ExperimentConfig):
     reduce: str = "mean"  # a candidate's score: mean or summed log-probability of its tokens
     n_users: int | None = None  # default: the profile's P2 users
     batch_users: int = 1
+    # a folder of committed adapters in peft's format (the long run's, recnotes.longrun), loaded
+    # with PeftModel.from_pretrained and merged; its cache key holds the weights' checksum
+    adapters: str | None = None
 
 
 @dataclass
@@ -123,11 +135,20 @@ class LLMScores:
         """A model that answers ``score_candidates`` with these scores (for the evaluators)."""
         return CachedScores(self)
 
+    def watched_first(self) -> float:
+        """The share of users for whom the watched film (the probe's) outscores every remaining
+        candidate (:func:`~recnotes.models.llm.probes.watched_first_rate`)."""
+        from .models.llm.probes import watched_first_rate
+
+        if self.watched_scores is None:
+            raise ValueError(f"{self.name}: this run did not score a watched film")
+        return watched_first_rate(self.scores, self.watched_scores, self.stats["watched_slots"])
+
     def candidates(self) -> Candidates:
         """The candidate set (P2 only: every target is among the candidates)."""
         if (self.target_pos < 0).any():
             raise ValueError("some targets are not among these candidates (a re-ranking run)")
-        return Candidates(self.users, self.items, self.target_pos, "test", self.config.seed)
+        return Candidates(self.users, self.items, self.target_pos, self.config.stage, self.config.seed)
 
 
 class CachedScores(Recommender):
@@ -228,8 +249,11 @@ def _key(config: ExperimentConfig, split) -> str:
     from .device import inference_dtype
 
     device = get_device(None)
+    fields = asdict(replace(config, profile=get_profile(config.profile).name))
+    if getattr(config, "adapters", None):  # the weights, not where they are
+        fields["adapters"] = file_sha256(Path(config.adapters) / "adapter_model.safetensors")
     blob = json.dumps({"kind": type(config).__name__,
-                       "config": asdict(replace(config, profile=get_profile(config.profile).name)),
+                       "config": fields,
                        "data": data_fingerprint(split), "version": __version__, "revision": LLM_REVISION,
                        "device": device.type,
                        "dtype": str(inference_dtype(device))}, sort_keys=True, default=str)
@@ -322,20 +346,39 @@ def _ranker(config: LLMScoresConfig, titles):
     from .models.llm import LLMRanker
     from .models.llm.finetune import FineTunedLLMRanker
 
+    if config.adapters is not None:
+        from .longrun import load_peft_backend
+
+        backend = load_peft_backend(config.adapters, config.llm_model)
+        return LLMRanker(backend, titles, "likelihood", "list", config.max_history, seed=config.seed,
+                         batch_users=config.batch_users, reduce=config.reduce), backend
     backend = _backend(config.llm_model)
     if config.lora is None:
         return LLMRanker(backend, titles, "likelihood", config.template, config.max_history,
                          seed=config.seed, batch_users=config.batch_users, reduce=config.reduce), backend
-    if config.template != "list" or config.max_history != config.lora.window - 1:
+    if config.template != "list" or config.max_history not in (0, config.lora.window - 1):
         raise ValueError(f"the fine-tuned ranker scores in its training format: template 'list' and "
-                         f"max_history {config.lora.window - 1} (window - 1)")
+                         f"max_history {config.lora.window - 1} (window - 1), or 0 (the prior alone)")
     trained = lora_run(config.lora)
     ranker = FineTunedLLMRanker(backend, titles, config.lora.settings(), seed=config.seed,
                                 batch_users=config.batch_users, reduce=config.reduce)
+    ranker.max_history = config.max_history
     path = trained.adapters(config.lora_targets)
     ranker.load_adapters(path, targets=min(int(path.stem.split("-")[1]), trained.targets))
     ranker.merge()  # scored as it would be served: the adapters folded into the weights
     return ranker, ranker.backend
+
+
+def _run_name(config: LLMScoresConfig, ranker) -> str:
+    """The model's name in the results: the ranker's, the long run's for its committed adapters,
+    and a suffix for the controls (no history; a list prompt shorter than the training window)."""
+    name = WHOLE_NAME if config.adapters is not None else ranker.name
+    if config.max_history == 0:
+        return f"{name} (prior alone)"
+    if config.template == "list" and config.lora is None and config.adapters is None \
+            and config.max_history != LoRAConfig.window - 1:
+        return f"{name} ({config.max_history} films)"
+    return name
 
 
 def _scores_folder(config: LLMScoresConfig, split) -> Path:
@@ -418,7 +461,8 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
                  **backend.describe()}
         if hasattr(backend, "requests"):  # a served model: its requests and the time spent waiting
             stats.update(requests=backend.requests, server_seconds=backend.seconds)
-        result = LLMScores(config, ranker.name, users, items, scores[:, :items.shape[1]], target_pos,
+        name = _run_name(config, ranker)
+        result = LLMScores(config, name, users, items, scores[:, :items.shape[1]], target_pos,
                            watched_items, scores[:, -1] if config.watched else None, stats, False)
         if config.watched:
             result.stats["watched_slots"] = watched_slots.tolist()
@@ -476,6 +520,22 @@ def _scores(lora: bool = False, lora_targets: int | None = None, **kw) -> Callab
     return make
 
 
+def _whole(**kw) -> Callable[..., LLMScoresConfig | None]:
+    """The committed adapters of the long run (recnotes.longrun), scored on the P2 users as the
+    list runs are (``kw``: other fields); None where they do not apply (another model or dataset)."""
+    def make(dataset, seed, profile, llm_model=None, window=None):
+        from .longrun import adapters_dir, read_record
+
+        folder = adapters_dir("chosen")
+        if llm_model is not None or dataset != "ml-100k" or not folder.is_dir():
+            return None
+        record = read_record("chosen")
+        fields = {"max_history": record["settings"]["window"] - 1, "watched": True, **kw}
+        return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, template="list",
+                               reduce=record["reduce"], adapters=str(folder), **fields)
+    return make
+
+
 #: the kept adapters of the fine-tuning run that chapter 6 scores (its learning curve)
 CURVE = {"lora-1k": 1000, "lora-4k": 4000, "lora-8k": 8000}
 
@@ -488,6 +548,14 @@ TASKS: dict[str, Callable[..., ExperimentConfig]] = {
     "zero-shot-list": _scores(template="list", watched=True),
     "lora": _adapters,
     **{name: _scores(lora=True, lora_targets=k, template="list", watched=True) for name, k in CURVE.items()},
+    # the long run's final adapters (committed), scored again: make book re-derives the record
+    "lora-whole": _whole(),
+    # controls: the same candidates with no history at all (the header alone: the model's prior),
+    # and the list prompt with as many films as the completion and chat prompts show
+    "prior-zero-shot-list": _scores(template="list", max_history=0),
+    "prior-lora": _scores(lora=True, template="list", max_history=0),
+    "prior-lora-whole": _whole(max_history=0, watched=False),
+    "zero-shot-list-10": _scores(template="list", max_history=10),
     "rerank-gptrec": _scores(lora=True, template="list", candidates="GPTRec-top20"),
     # the same on the validation films: the blend's weight is chosen there
     "rerank-gptrec-valid": _scores(lora=True, template="list", candidates="GPTRec-top20", stage="valid",
@@ -495,11 +563,14 @@ TASKS: dict[str, Callable[..., ExperimentConfig]] = {
 }
 
 
+#: the group's runs whose cost alone is quoted: the zero-shot model and the book's fine-tuning
+TASKS_QUOTED = ("zero-shot-list", *CURVE)
+
 #: runs computed together (the executor's ``llm:<group>`` tasks): the zero-shot and the
 #: fine-tuned list runs score the same prompts and candidates with models that are equal
 #: below the LoRA blocks, so the bottom blocks run once per user for all of them
 GROUPS: dict[str, tuple[str, ...]] = {
-    "list": ("zero-shot-list", *CURVE),
+    "list": ("zero-shot-list", *CURVE, "lora-whole"),
 }
 
 
@@ -529,18 +600,28 @@ def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: s
     if name not in GROUPS:
         raise ValueError(f"unknown group {name!r}; choose one of {sorted(GROUPS)}")
     configs = {n: task_config(n, dataset, seed, profile, llm_model, window) for n in GROUPS[name]}
+    configs = {n: c for n, c in configs.items() if c is not None}  # runs that do not apply here
     split = split if split is not None else load_split(dataset)
     lower = None
     if not all((_scores_folder(c, split) / "run.json").is_file() for c in configs.values()):
         n_layers = _backend(llm_model).model.config.num_hidden_layers
-        shared = n_layers - max((c.lora.layers for c in configs.values() if c.lora is not None), default=0)
+        shared = n_layers - max([c.lora.layers for c in configs.values() if c.lora is not None]
+                                + [_adapted_blocks(c.adapters) for c in configs.values() if c.adapters], default=0)
         lower = LowerLayers(shared) if 0 < shared < n_layers else None  # adapters on every block: nothing to share
     # the cost alone is quoted for the group's first run (the zero-shot model) and its last (the
     # whole fine-tuning's adapters), each timed alone on the same users; in a small profile the
     # curve's sizes may all be capped to the last, and their configs be equal to it
-    quoted = (configs[GROUPS[name][0]], configs[GROUPS[name][-1]])
+    quoted = (configs[GROUPS[name][0]], configs[[n for n in GROUPS[name] if n in TASKS_QUOTED][-1]])
     return {n: llm_scores(c, split, progress=progress, lower=lower, time_alone=c in quoted)
             for n, c in configs.items()}
+
+
+def _adapted_blocks(folder: str) -> int:
+    """How many top blocks a peft adapter folder adapts (all, when it does not say)."""
+    meta = json.loads((Path(folder) / "adapter_config.json").read_text())
+    n = int(_backend(None).model.config.num_hidden_layers)
+    layers = meta.get("layers_to_transform")
+    return n - min(layers) if layers else n
 
 
 def group_of(task: str) -> str | None:
@@ -570,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llm:{args.task} ({resolve_profile(args.profile)}): {done} in {time.perf_counter() - start:.0f} s")
         return 0
     config = task_config(args.task, args.dataset, args.seed, args.profile, args.llm_model, args.window)
+    if config is None:
+        print(f"llm:{args.task}: does not apply to this model and dataset (nothing to compute)")
+        return 0
     result = compute(config, progress=False)
     print(f"llm:{args.task} ({config.profile}): {'loaded' if result.cached else 'computed'} in "
           f"{time.perf_counter() - start:.0f} s")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +34,8 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call ``write(temporary_path)``, then rename the temporary file to ``path``, so a reader
     sees the old file or the whole new one, never a file cut short."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    # a name of its own per process and thread: two writers of one key never share a temporary file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         write(tmp)
         os.replace(tmp, path)

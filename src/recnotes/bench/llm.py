@@ -14,7 +14,11 @@
    natively or ``--dtypes`` asks for it) it prints seconds per user, users per
    second, the speed-up over ``shared``, and the largest difference from the
    naive scores on the users both scored.
-2. **P2 run** (``--users N``, default 0 = skipped): ``LLMRanker`` ranks the 20
+2. **Fine-tuning** (``--train-targets N``, default 0 = skipped): chapter 6's LoRA recipe on
+   N targets, its targets per second and its achieved FLOP rate (PyTorch's FLOP counter on
+   its steps, divided by their time) beside the measured rate of a matrix product in the
+   same dtype on the same device.
+3. **P2 run** (``--users N``, default 0 = skipped): ``LLMRanker`` ranks the 20
    candidates of N users with the batched scorer; prints the cost and the P2
    metrics with bootstrap 95% intervals.
 
@@ -38,7 +42,7 @@ from ..experiments import load_split
 from ..models.llm import HFBackend, LLMRanker, item_titles
 from ..models.llm.prompts import TEMPLATES
 
-__all__ = ["main", "compare_scorers", "random_expectation"]
+__all__ = ["main", "compare_scorers", "random_expectation", "matmul_rate", "training_rate"]
 
 
 def compare_scorers(ranker: LLMRanker, histories: list, candidates: np.ndarray, naive_users: int = 2,
@@ -84,6 +88,54 @@ def compare_scorers(ranker: LLMRanker, histories: list, candidates: np.ndarray, 
     return results
 
 
+def matmul_rate(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """The core's measured matrix-multiply rate in FLOP/s: the fastest of ``repeats`` products
+    of two ``size`` x ``size`` matrices in ``dtype`` (2 size^3 FLOPs each)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first warms up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def training_rate(backend: HFBackend, split, titles, targets: int = 400, steps_counted: int = 2) -> dict:
+    """Chapter 6's LoRA fine-tuning (its default settings) on ``targets`` targets: targets per
+    second, and the FLOPs of its training steps as PyTorch's FLOP counter counts them (matrix
+    products, attention, forward and backward) divided by their time."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..llm_experiments import LoRAConfig
+    from ..models.llm.finetune import FineTunedLLMRanker, _user_windows, take_windows
+
+    s = LoRAConfig().settings()
+    settings = type(s)(**{**s.__dict__, "n_targets": targets, "keep": (targets,)})
+    ranker = FineTunedLLMRanker(backend, titles, settings)
+    start = time.perf_counter()
+    ranker.fit(split, progress=False)
+    seconds = time.perf_counter() - start
+    # the FLOPs of the same first steps, counted (a counted step runs slower: not timed)
+    windows = take_windows([w for _, w in _user_windows(split, settings.window, settings.seed)], targets)
+    counter = FlopCounterMode(display=False)
+    counted_targets = 0
+    with counter:
+        for i in range(min(steps_counted, -(-len(windows) // settings.batch_size))):
+            chunk = windows[i * settings.batch_size:(i + 1) * settings.batch_size]
+            loss = ranker._loss([ranker._tokens(w) for w in chunk])
+            loss.backward()
+            counted_targets += sum(len(w) for w in chunk)
+    flops_per_target = counter.get_total_flops() / counted_targets
+    rate = ranker.targets_seen / seconds
+    return {"targets": ranker.targets_seen, "seconds": seconds, "targets_per_second": rate,
+            "flops_per_target": flops_per_target, "achieved_flops": rate * flops_per_target}
+
+
 def random_expectation(n_candidates: int = 20) -> dict[str, float]:
     """P2 metrics of a ranker that places the true item uniformly at random (exact)."""
     ranks = np.arange(n_candidates)
@@ -122,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--train-targets", type=int, default=0,
+                   help="also time chapter 6's LoRA fine-tuning on this many targets and its FLOP rate beside "
+                        "the core's matrix-multiply rate (default 0: skip)")
     args = p.parse_args(argv)
     if not 1 <= args.naive_users <= args.speed_users:
         p.error(f"--naive-users must be between 1 and --speed-users ({args.speed_users}): the naive scorer is "
@@ -165,6 +220,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"{res['tokens_per_user']:.0f} tokens/user")
             for name, (v, lo, hi) in res["metrics"].items():
                 print(f"    {name:8s} {v:.4f}  [{lo:.4f}, {hi:.4f}]")
+        if args.train_targets:
+            peak = matmul_rate(getattr(torch, dtype), device)
+            train = training_rate(backend, split, titles, args.train_targets)
+            train["matmul_flops"] = peak
+            out.setdefault("training", {})[dtype] = train
+            print(f"  LoRA fine-tuning, {train['targets']} targets: {train['targets_per_second']:.1f} targets/s, "
+                  f"{train['flops_per_target'] / 1e9:.2f} GFLOP/target, {train['achieved_flops'] / 1e12:.3f} TFLOP/s "
+                  f"achieved against {peak / 1e12:.3f} TFLOP/s for a {dtype} matrix product on this device "
+                  f"({100 * train['achieved_flops'] / peak:.0f}%)")
     chance = random_expectation(cands.items.shape[1])
     out["random_expectation"] = chance
     if args.json:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..evaluate.uncertainty import bootstrap_ci, paired_test
 
-__all__ = ["fmt", "fmt_p", "fmt_ci", "accuracy_table", "paired_table", "holm", "verdict", "tidy"]
+__all__ = ["fmt", "fmt_p", "fmt_ci", "accuracy_table", "paired_table", "paired_rows", "holm", "verdict", "tidy"]
 
 
 def fmt(x: float, digits: int = 3) -> str:
@@ -115,6 +115,23 @@ def paired_table(per_user: Mapping[str, pd.Series], model: str, others: Sequence
             row["p (Holm)"] = fmt_p(t["p_holm"], n_perm)
         row["users"] = t["n"]
         rows[t["vs"]] = row
+    out = tidy(pd.DataFrame.from_dict(rows, orient="index"))
+    out.attrs["tests"] = tests
+    return out
+
+
+def paired_rows(pairs: Mapping[str, tuple[pd.Series, pd.Series]], columns: tuple[str, str] = ("a", "b"),
+                seed: int = 0, n_perm: int = 10_000) -> pd.DataFrame:
+    """One row per label: the means of its two per-user series (``columns`` name them), their
+    mean difference (first - second) with its paired bootstrap 95% interval, the permutation
+    p-value and Holm's adjustment over the rows.  The tests are in ``.attrs["tests"]``."""
+    tests = [{"vs": label, **paired_test(a, b, n_boot=n_perm, seed=seed)} for label, (a, b) in pairs.items()]
+    for t, adj in zip(tests, holm([t["p_value"] for t in tests])):
+        t["p_holm"] = float(adj)
+    rows = {t["vs"]: {columns[0]: fmt(float(a.mean())), columns[1]: fmt(float(b.mean())),
+                      "difference": f"{t['mean_diff']:+.3f}", "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
+                      "p (Holm)": fmt_p(t["p_holm"], n_perm), "users": t["n"]}
+            for t, (a, b) in zip(tests, pairs.values())}
     out = tidy(pd.DataFrame.from_dict(rows, orient="index"))
     out.attrs["tests"] = tests
     return out

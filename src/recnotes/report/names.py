@@ -26,7 +26,9 @@ def display_name(name: str) -> str:
         return str(name)
     prompt = _PROMPTS.get(m["template"], m["template"])
     how = m["how"]
-    if how.startswith("LoRA "):
+    if how.startswith("LoRA whole pass"):
+        label = "LLM fine-tuned, whole data" + (", the book's settings" if "book" in how else "")
+    elif how.startswith("LoRA "):
         n = how.split()[1]
         label = f"LLM fine-tuned ({int(n):,} targets)" if n.isdigit() else f"LLM fine-tuned ({how})"
     elif how == "likelihood":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-__all__ = ["PALETTE", "set_style", "new_figure", "model_colors", "glue_figure"]
+__all__ = ["PALETTE", "set_style", "new_figure", "model_colors", "glue_figure", "learning_curves"]
 
 #: seaborn's colour-blind-safe palette (Wong/Okabe-Ito like), used everywhere in the book.
 PALETTE = sns.color_palette("colorblind")
@@ -49,3 +49,33 @@ def glue_figure(name: str, fig) -> None:
 
     glue_hidden(name, fig)
     plt.close(fig)
+
+
+def learning_curves(curves, references, colors, ylabel: str = "NDCG@10 on P2 (20 candidates)"):
+    """Two panels of learning curves, against training targets and against CPU seconds (log
+    axes; the zero-shot point, at 0, is drawn at the left edge and labelled "0").
+
+    ``curves``: label -> frame with columns ``targets``, ``seconds``, ``ndcg10``, ``low``,
+    ``high`` (one row per kept point, the first at 0); ``references``: label -> a value drawn as
+    a dashed line; ``colors``: label -> colour for both.  Returns the figure.
+    """
+    import numpy as np
+
+    fig, axes = new_figure(ncols=2, width=10, height=4.2)
+    markers = "os^vD"
+    for ax, column, floor, label in ((axes[0], "targets", 300.0, "training targets (log scale)"),
+                                     (axes[1], "seconds", 10.0, "CPU seconds of fine-tuning (log scale)")):
+        for (name, frame), marker in zip(curves.items(), markers):
+            x = np.maximum(frame[column].to_numpy(float), floor)
+            ax.fill_between(x, frame["low"], frame["high"], color=colors[name], alpha=0.15, lw=0)
+            ax.plot(x, frame["ndcg10"], marker=marker, ms=4, color=colors[name], label=name)
+        for name, value in references.items():
+            ax.axhline(value, ls="--", lw=1.2, color=colors[name], label=name)
+        ax.set_xscale("log")
+        ticks = [floor] + [t for t in (1e3, 1e4, 1e5) if column == "targets"] + \
+                [t for t in (1e2, 1e3, 1e4) if column == "seconds"]
+        ax.set_xticks(ticks, ["0"] + [f"{t / 1000:g}k" if column == "targets" else f"{t:,.0f}" for t in ticks[1:]])
+        ax.set(xlabel=label)
+    axes[0].set_ylabel(ylabel)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return fig

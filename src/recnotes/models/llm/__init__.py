@@ -16,8 +16,8 @@ from .backends import DEFAULT_MODEL, HFBackend
 from .interface import Completion, LLMBackend, LLMBackendError, Usage
 from .loading import load_backend
 from .served import CompletionsBackend
-from .probes import (PopularityBias, WatchedFirst, popularity_bias, position_bias,
-                     position_summary, train_popularity, watched_first)
+from .probes import (PopularityBias, WatchedFirst, popularity_bias, position_bias, position_summary,
+                     top_agreement, train_popularity, watched_first, watched_first_rate)
 from .prompts import TEMPLATES, ParsedRanking, build_messages, parse_ranking, render
 from .ranker import METHODS, LLMRanker, RankerStats, item_titles
 
@@ -26,5 +26,5 @@ __all__ = [
     "load_backend", "OpenAIBackend", "CompletionsBackend", "Secret", "TEMPLATES", "METHODS", "ParsedRanking",
     "build_messages", "parse_ranking", "render", "LLMRanker", "RankerStats", "item_titles",
     "PopularityBias", "WatchedFirst", "popularity_bias", "position_bias", "position_summary",
-    "train_popularity", "watched_first",
+    "train_popularity", "watched_first", "top_agreement", "watched_first_rate",
 ]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ... import assets
+from ...safeio import write_atomic
 from .interface import Completion, LLMBackend, LLMBackendError, Message
 
 __all__ = ["Secret", "OpenAIBackend", "post_json", "request_key", "Capture", "CapturedRequest", "capture_requests"]
@@ -168,9 +169,8 @@ class OpenAIBackend(LLMBackend):
     def _write_cache(self, key: str, record: dict) -> None:
         path = self._cache_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        text = json.dumps(record, ensure_ascii=False, indent=1)
+        write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     # ---------------------------------------------------------------- request
     def _post(self, body: dict) -> dict:

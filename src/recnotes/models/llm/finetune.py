@@ -161,7 +161,7 @@ class FineTunedLLMRanker(LLMRanker):
     trained by :meth:`fit` (see the module docstring)."""
 
     def __init__(self, backend: HFBackend, titles: Sequence[str], settings: LoRASettings | None = None,
-                 **ranker_kwargs) -> None:
+                 micro_batch: int | None = None, **ranker_kwargs) -> None:
         settings = settings or LoRASettings()
         # peft puts the adapters into the model in place: work on a copy, so the backend passed
         # in (the zero-shot model) stays as it is
@@ -172,6 +172,9 @@ class FineTunedLLMRanker(LLMRanker):
         super().__init__(backend, titles, method="likelihood", template="list",
                          max_history=settings.window - 1, **ranker_kwargs)
         self.settings = settings
+        # windows per forward pass: fewer than a step's batch accumulates the step's gradient over
+        # several passes (the same loss, less memory: the rank objective's packed rows are long)
+        self.micro_batch = micro_batch
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self.targets_seen = 0
@@ -329,6 +332,26 @@ class FineTunedLLMRanker(LLMRanker):
             lm, rank = self._rank_forward(batch, negatives)
             return rank if self.settings.objective == "rank" else lm + rank
 
+    def _step_loss(self, batch, negatives) -> torch.Tensor:
+        """The step's loss, its gradient accumulated (``backward``) in passes of ``micro_batch``
+        windows, each weighted by its share of what the loss averages over (line tokens for the
+        LM loss, lines for the rank losses), so the gradient is the whole batch's."""
+        size = self.micro_batch or len(batch)
+        if size >= len(batch):
+            loss = self._loss(batch, negatives)
+            loss.backward()
+            return loss.detach()
+        parts = [slice(i, i + size) for i in range(0, len(batch), size)]
+        per_line = self.settings.objective != "lm"
+        weights = [sum(len(lines) if per_line else sum(len(x) for x in lines) for _, lines in batch[p])
+                   for p in parts]
+        total = 0.0
+        for p, w in zip(parts, weights):
+            part = self._loss(batch[p], negatives[p] if negatives is not None else None) * (w / sum(weights))
+            part.backward()
+            total += float(part.detach())
+        return torch.tensor(total)
+
     def _rank_forward(self, batch: list[tuple[list[int], list[list[int]]]],
                       negatives: list[list[list[list[int]]]]) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean line-token cross-entropy and the sampled-softmax rank loss of a batch, in
@@ -456,9 +479,8 @@ class FineTunedLLMRanker(LLMRanker):
                 rng = np.random.default_rng([s.seed, 13, step])
                 negatives = [self._negatives(split, u, w, rng)
                              for u, w in zip(users[step * s.batch_size:(step + 1) * s.batch_size], chunk)]
-            loss = self._loss([self._tokens(w) for w in chunk], negatives)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = self._step_loss([self._tokens(w) for w in chunk], negatives)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             seen = int(seen_after[step])

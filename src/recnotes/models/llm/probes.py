@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["position_bias", "position_summary", "popularity_bias", "PopularityBias",
-           "watched_first", "WatchedFirst", "train_popularity"]
+           "watched_first", "WatchedFirst", "train_popularity", "top_agreement", "watched_first_rate"]
 
 
 def _rank_of(scores: np.ndarray, pos: int) -> int:
@@ -98,6 +98,31 @@ def popularity_bias(scores: np.ndarray, candidates: np.ndarray,
     pooled = stats.spearmanr(scores.ravel(), pop.ravel())[0] if scores.size > 2 else np.nan
     return PopularityBias(mean_spearman=float(np.mean(per_user)) if per_user else float("nan"),
                           pooled_spearman=float(pooled), n_users=len(per_user))
+
+
+def top_agreement(scores: np.ndarray, candidates: np.ndarray, reference: np.ndarray) -> float:
+    """The share of users whose highest-scored candidate is also the highest under ``reference``
+    (a value per item id, such as training popularity; a film tied at the reference's top counts
+    as its top)."""
+    scores, candidates = np.asarray(scores, float), np.asarray(candidates)
+    if scores.shape != candidates.shape:
+        raise ValueError(f"scores {scores.shape} and candidates {candidates.shape} differ in shape")
+    ref = np.asarray(reference, float)[candidates]
+    pick = scores.argmax(axis=1)
+    rows = np.arange(len(scores))
+    return float((ref[rows, pick] == ref.max(axis=1)).mean()) if len(scores) else float("nan")
+
+
+def watched_first_rate(scores: np.ndarray, watched_scores: np.ndarray, slots: Sequence[int]) -> float:
+    """The share of users for whom an inserted watched film outscores every remaining candidate
+    (the candidate in the slot it takes, ``slots[u]``, is dropped; likelihood scores of one
+    candidate do not depend on the others)."""
+    scores = np.asarray(scores, float)
+    slots = np.asarray(slots)
+    keep = np.ones(scores.shape, bool)
+    keep[np.arange(len(slots)), slots] = False
+    others = np.where(keep, scores, -np.inf).max(axis=1)
+    return float((np.asarray(watched_scores) > others).mean())
 
 
 @dataclass

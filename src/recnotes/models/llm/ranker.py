@@ -35,7 +35,7 @@ import torch
 from ...progress import progress_bar
 from ..base import Recommender
 from .interface import REDUCTIONS, SCORERS, LLMBackend, LLMBackendError
-from .prompts import CHAT_TEMPLATES, TEMPLATES, build_prompt, continuation_text, parse_ranking
+from .prompts import CHAT_TEMPLATES, TEMPLATES, TEXT_TEMPLATES, build_prompt, continuation_text, parse_ranking
 
 __all__ = ["LLMRanker", "RankerStats", "item_titles", "METHODS"]
 
@@ -107,8 +107,9 @@ class LLMRanker(Recommender):
             raise ValueError(f"unknown reduction {reduce!r}; choose one of {REDUCTIONS}")
         if end_token is None:  # a list line ends with its newline; other answers with end-of-text
             end_token = template != "list"
-        if max_history < 1 or batch_users < 1:
-            raise ValueError(f"max_history and batch_users must be at least 1, got {max_history}, {batch_users}")
+        if batch_users < 1 or max_history < (0 if template in TEXT_TEMPLATES else 1):
+            raise ValueError(f"batch_users must be at least 1, and max_history at least 1 (0, the prior alone, "
+                             f"for a {'/'.join(TEXT_TEMPLATES)} prompt), got {max_history}, {batch_users}")
         if backend is not None and method == "likelihood" and not backend.supports_likelihood:
             raise LLMBackendError(f"backend {backend.name!r} cannot score likelihoods; "
                                   f"use method='listwise' with it")
@@ -136,12 +137,16 @@ class LLMRanker(Recommender):
         self.stats = RankerStats()
 
     # -------------------------------------------------------------- prompts
+    def _shown(self, history: Sequence[int]) -> list:
+        """The films the prompt shows: the last ``max_history`` (none when it is 0: the prior alone)."""
+        return list(history)[-self.max_history:] if self.max_history else []
+
     def prompt_order(self, history: Sequence[int], candidates: Sequence[int]) -> np.ndarray:
         """The order (indices into ``candidates``) in which the prompt shows them."""
         n = len(candidates)
         if not self.shuffle:
             return np.arange(n)
-        key = np.asarray(list(history)[-self.max_history:] + [-1] + list(candidates), np.int64)
+        key = np.asarray(self._shown(history) + [-1] + list(candidates), np.int64)
         rng = np.random.default_rng([self.seed, zlib.crc32(key.tobytes())])
         return rng.permutation(n)
 
@@ -150,7 +155,7 @@ class LLMRanker(Recommender):
         """The prompt for one user (``order`` as in :meth:`prompt_order`): chat messages, or
         plain text for the ``completion`` template."""
         order = self.prompt_order(history, candidates) if order is None else np.asarray(order)
-        shown = [self.titles[int(i)] for i in list(history)[-self.max_history:]]
+        shown = [self.titles[int(i)] for i in self._shown(history)]
         cands = [self.titles[int(candidates[k])] for k in order]
         return build_prompt(shown, cands, self.template, self.method)
 

@@ -52,6 +52,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ... import assets
+from ...safeio import write_atomic
 from .api import DEFAULT_BASE_URL, Secret, post_json
 from .interface import LLMBackend, LLMBackendError, Prompt, check_batch
 
@@ -249,10 +250,9 @@ class CompletionsBackend(LLMBackend):
     def _write(self, text: str, echo: Echo, tokens: int) -> None:
         path = self._cache_path(_text_key(self.model, text, self._mode))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.part")
-        tmp.write_text(json.dumps({"model": self.model, "text": text, **echo.as_dict(), "prompt_tokens": tokens},
-                                  ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+        blob = json.dumps({"model": self.model, "text": text, **echo.as_dict(), "prompt_tokens": tokens},
+                          ensure_ascii=False)
+        write_atomic(path, lambda tmp: tmp.write_text(blob, encoding="utf-8"))
 
     def echoes(self, texts: Sequence[str]) -> list[Echo]:
         """Each text's echoed tokens and log-probabilities (from the cache, or from the server in

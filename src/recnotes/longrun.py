@@ -1,0 +1,399 @@
+"""The LLM fine-tuned over the whole training data: a long run, committed as a record.
+
+Chapter 6 fine-tunes within the half hour that ``make book`` has; this module runs
+the same recipe over **every** training window once (every training title a target
+exactly once), which takes about 40 minutes on one CPU core with native bf16:
+
+    python -m recnotes.longrun --settings chosen   # or: book (chapter 6's settings)
+
+The run is the experiment cache's :class:`~recnotes.llm_experiments.LoRAConfig` with
+``whole=True``: it checkpoints as it goes (an interrupted run resumes), shows a
+progress bar, and keeps its adapters after :data:`KEEP` targets and at the end.  Each
+kept point then ranks chapter 6's P2 test users and 100 validation users (the zero-shot
+list prompt beside them), and the record goes to ``book/longrun/lora-<settings>.json``:
+the command, the CPU and its flags, dtype, versions, seconds, the training loss, and
+every point's per-user ranks; the final adapters go beside it in peft's format
+(``adapter_config.json`` and ``adapter_model.safetensors``), which
+``PeftModel.from_pretrained`` loads over the pinned model.
+
+``make book`` never trusts the record silently: chapter 6 scores the committed final
+adapters again on its users and :func:`check_rederived` fails the chapter when the result
+differs from the record by more than :data:`TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+#: where the records live (in the repository; a reader's copy of the book has them too)
+RECORD_DIR = Path("book") / "longrun"
+
+#: numbers of targets after which the long run keeps its adapters (and the end of the pass)
+KEEP = (1000, 2000, 4000, 8000, 16000, 32000, 64000)
+
+#: the long run's settings (LoRAConfig fields) and how a candidate's line is scored (its
+#: tokens' mean or summed log-probability): ``book`` is chapter 6's (LoRAConfig's defaults,
+#: chosen at 2,000 targets); ``chosen`` is the best for this length on validation at a proxy
+#: length of 16,000 targets (scripts/select_lora.py, book/tuning/LoRA-whole.json; a test ties them)
+SETTINGS: dict[str, dict] = {
+    "book": {"lora": {}, "reduce": "mean"},
+    "chosen": {"lora": {"lr": 2e-3}, "reduce": "mean"},
+}
+
+#: validation users scored at every kept point (the users of the settings' search)
+VALID_USERS = 100
+
+#: how far ``make book``'s re-scoring of the final adapters may be from the record: the
+#: record was computed on one CPU in one dtype; another CPU (float32 without native bf16)
+#: moves single scores in their last bits, which can swap near-tied candidates
+TOLERANCE = {"ndcg10": 0.02, "same_rank_share": 0.85}
+
+
+def _root() -> Path:
+    """The checkout whose ``book/longrun`` holds the records: this package's, or (an installed
+    copy, as on Colab) the one the chapter runs in (its ``book/`` folder or the root)."""
+    for root in (ROOT, Path.cwd().parent, Path.cwd()):
+        if (root / RECORD_DIR).is_dir():
+            return root
+    return ROOT
+
+
+def record_path(name: str, root: Path | None = None) -> Path:
+    return (root or _root()) / RECORD_DIR / f"lora-{name}.json"
+
+
+def adapters_dir(name: str, root: Path | None = None) -> Path:
+    return (root or _root()) / RECORD_DIR / f"lora-{name}"
+
+
+def whole_config(name: str = "chosen", dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
+                 llm_model: str | None = None, split=None):
+    """The long run's fine-tuning config: every training title a target once, adapters kept
+    after each size of :data:`KEEP` and at the end (in a small profile, the profile's cap)."""
+    from .experiments import load_split
+    from .llm_experiments import LoRAConfig
+    from .profiles import resolve_profile
+
+    if name not in SETTINGS:
+        raise ValueError(f"unknown settings {name!r}; choose one of {sorted(SETTINGS)}")
+    split = split if split is not None else load_split(dataset)
+    total = int(sum(len(seq) for seq in split.train))
+    keep = tuple(k for k in KEEP if k < total) + (total,)
+    return LoRAConfig(dataset=dataset, seed=seed, profile=resolve_profile(profile), llm_model=llm_model,
+                      whole=True, n_targets=total, keep=keep, **SETTINGS[name]["lora"])
+
+
+def point_scores(config, split, stage: str, n_users: int | None, progress: bool = False,
+                 watched: bool = False, reduce: str = "mean") -> dict:
+    """The zero-shot list ranker and every kept point of ``config``'s run on the P2 candidates of
+    ``stage``: ``{targets (0 for zero-shot): LLMScores}``, the blocks below the adapters computed
+    once per user for all of them."""
+    from .llm_experiments import LLMScoresConfig, _backend, llm_scores
+    from .models.llm.likelihood import LowerLayers
+
+    common = dict(dataset=config.dataset, seed=config.seed, profile=config.profile, llm_model=config.llm_model,
+                  template="list", max_history=config.window - 1, stage=stage, n_users=n_users,
+                  watched=watched, reduce=reduce)
+    configs = {0: LLMScoresConfig(**common)}
+    configs |= {k: LLMScoresConfig(**common, lora=config, lora_targets=k) for k in config.settings().keep}
+    n_layers = _backend(config.llm_model).model.config.num_hidden_layers
+    lower = LowerLayers(n_layers - config.layers) if config.layers < n_layers else None
+    return {k: llm_scores(c, split, progress=progress, lower=lower, time_alone=False) for k, c in configs.items()}
+
+
+def _ranks(result, split, stage: str) -> np.ndarray:
+    from .evaluate import evaluate_candidates
+
+    return evaluate_candidates(result.model(), split, result.candidates(), stage=stage, ks=(1, 5, 10)).ranks
+
+
+def ndcg10(ranks) -> float:
+    """Mean NDCG@10 of 0-based target ranks."""
+    ranks = np.asarray(ranks)
+    return float(np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+
+
+#: the models' names in the results (the chosen settings' final adapters are the ones committed)
+MODEL_NAMES = {"chosen": "LLMRanker[LoRA whole pass,list]",
+               "book": "LLMRanker[LoRA whole pass with the book's settings,list]"}
+
+#: the record's zero-shot point: the list prompt, before any fine-tuning
+ZERO_SHOT = "LLM zero-shot, list prompt"
+
+_WORDS = {"lr": "peak learning rate {}", "window": "windows of {} films", "rank": "adapter rank {}",
+          "layers": "adapters on the top {} blocks", "objective": "the {} loss", "reduce": "{} log-probability scores"}
+
+
+def settings_words(record: dict, book: dict) -> str:
+    """The long run's chosen settings in words, with the book's where they differ."""
+    def value(rec, field):
+        return rec["reduce"] if field == "reduce" else rec["settings"][field]
+
+    parts = []
+    for field, words in _WORDS.items():
+        mine, theirs = value(record, field), value(book, field)
+        text = words.format(f"{mine:g}" if isinstance(mine, float) else mine)
+        if mine != theirs:
+            text += f" (the book's run: {theirs:g})" if isinstance(theirs, float) else f" (the book's run: {theirs})"
+        parts.append(text)
+    same = all(value(record, f) == value(book, f) for f in _WORDS)
+    return ("the book's own settings held up: " if same else "") + ", ".join(parts)
+
+
+def per_user(record: dict, targets: int, stage: str = "test", ks=(1, 5, 10)):
+    """The per-user metrics of the record's point after ``targets`` targets (0: zero-shot), as an
+    evaluator's ``per_user`` frame (index: the users)."""
+    import pandas as pd
+
+    from .evaluate.metrics import rank_metrics
+
+    point = next((p for p in record["points"] if p["targets"] == targets), None)
+    if point is None:
+        raise KeyError(f"no point after {targets} targets; the record has {[p['targets'] for p in record['points']]}")
+    users = pd.Index(record[f"{stage}_users"], name="user")
+    return pd.DataFrame(rank_metrics(np.asarray(point[stage]["ranks"]), ks), index=users)
+
+
+def eval_result(record: dict, targets: int | None = None, stage: str = "test", ks=(1, 5, 10)):
+    """The record's point after ``targets`` targets (default: the whole pass) as an evaluator's
+    result on protocol P2, named as :data:`MODEL_NAMES` names the run."""
+    from .evaluate.protocols import EvalResult
+
+    targets = record["targets"] if targets is None else targets
+    frame = per_user(record, targets, stage, ks)
+    ranks = np.asarray(next(p for p in record["points"] if p["targets"] == targets)[stage]["ranks"])
+    return EvalResult("P2", MODEL_NAMES[record["settings_name"]], frame.index.to_numpy(), ranks, frame,
+                      tuple(ks), stage, 20)
+
+
+def curve(record: dict, stage: str = "test", n_bootstrap: int = 1000, seed: int = 0):
+    """One row per kept point: targets, share of the training titles, seconds of fine-tuning,
+    NDCG@10 and its 95% bootstrap interval over the users."""
+    import pandas as pd
+
+    from .evaluate import bootstrap_ci
+
+    rows = []
+    for p in record["points"]:
+        mean, low, high = bootstrap_ci(per_user(record, p["targets"], stage)["NDCG@10"].to_numpy(), n_bootstrap,
+                                       seed=seed)
+        rows.append({"targets": p["targets"], "share": p["share"], "seconds": p["seconds"],
+                     "ndcg10": float(mean), "low": float(low), "high": float(high)})
+    return pd.DataFrame(rows)
+
+
+def plateau(record: dict, stage: str = "test", alpha: float = 0.05, seed: int = 0) -> dict:
+    """Where the curve flattens: its best fine-tuned point, and the first kept point from which on
+    no point's NDCG@10 is significantly below the best one's (paired permutation tests on the
+    same users, Holm over the points compared)."""
+    from .report.compare import holm
+    from .evaluate import paired_test
+
+    fine = [p["targets"] for p in record["points"] if p["targets"] > 0]
+    ndcg = {k: per_user(record, k, stage)["NDCG@10"] for k in fine}
+    best = max(fine, key=lambda k: ndcg[k].mean())
+    others = [k for k in fine if k != best]
+    tests = [paired_test(ndcg[best], ndcg[k], seed=seed) for k in others]
+    adjusted = dict(zip(others, holm([t["p_value"] for t in tests]))) if tests else {}
+    below = [k for k in others if adjusted[k] < alpha]  # significantly below the best point
+    first = next(k for k in fine if not any(b >= k for b in below))
+    return {"best": best, "best_ndcg10": float(ndcg[best].mean()), "first_not_below": first,
+            "p_holm": {int(k): float(v) for k, v in adjusted.items()}}
+
+
+def search_table(search: dict):
+    """The settings search for the long run (``book/tuning/LoRA-whole.json``) as a table: one row
+    per setting tried (and the zero-shot prompts), its validation NDCG@10 with each score, its
+    95% interval and p-value against the best row, and its training seconds."""
+    import pandas as pd
+
+    from .report.compare import fmt, fmt_ci, fmt_p, tidy
+
+    rows = {}
+    for key, entry in search["results"].items():
+        if entry.get("zero_shot"):
+            label = f"zero-shot, {entry['template']} prompt"
+        else:
+            label = ", ".join(f"{k} {entry[k]:g}" if isinstance(entry[k], float) else f"{k} {entry[k]}"
+                              for k in ("lr", "window", "objective", "targets"))
+        row = {}
+        for reduce in ("mean", "sum"):
+            e = entry[reduce]
+            row[f"NDCG@10, {reduce}"] = fmt(e["valid_ndcg10"])
+            row[f"95% CI, {reduce}"] = fmt_ci(e["ci_low"], e["ci_high"])
+            row[f"p vs best, {reduce}"] = fmt_p(e["p_vs_best"]) if "p_vs_best" in e else "best"
+        row["training (s)"] = fmt(entry["train_seconds"]) if "train_seconds" in entry else "–"
+        rows[label] = row
+    return tidy(pd.DataFrame.from_dict(rows, orient="index"))
+
+
+def carry_over(records: dict, seed: int = 0) -> dict:
+    """Whether the choice made at the proxy length held over the whole pass: the two long runs
+    (``chosen`` and ``book``) on the same validation users at their last point, with a paired
+    test (chosen minus book)."""
+    from .evaluate import paired_test
+
+    a, b = (per_user(records[n], records[n]["targets"], "valid")["NDCG@10"] for n in ("chosen", "book"))
+    return {"chosen": float(a.mean()), "book": float(b.mean()), **paired_test(a, b, seed=seed)}
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "numpy", "recnotes"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def save_peft(config, folder: Path, split) -> None:
+    """The final adapters of ``config``'s run, written in peft's format
+    (``save_pretrained``: ``adapter_config.json`` and ``adapter_model.safetensors``)."""
+    from .llm_experiments import _backend, lora_run
+    from .models.llm import item_titles
+    from .models.llm.finetune import FineTunedLLMRanker
+
+    run = lora_run(config, split)
+    ranker = FineTunedLLMRanker(_backend(config.llm_model), item_titles(split.data), config.settings())
+    ranker.load_adapters(run.adapters(), targets=run.targets)
+    folder.mkdir(parents=True, exist_ok=True)
+    ranker.backend.model.save_pretrained(str(folder))
+    # the pinned model is a GGUF file dequantized in the cache: name it, not this machine's path
+    path = folder / "adapter_config.json"
+    meta = json.loads(path.read_text())
+    meta["base_model_name_or_path"] = ranker.backend.name
+    path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (folder / "README.md").unlink(missing_ok=True)  # peft's empty model card
+
+
+def load_peft_backend(folder: str | Path, llm_model: str | None = None):
+    """The pinned model (or ``llm_model``) with the adapters of ``folder`` loaded by
+    ``PeftModel.from_pretrained`` and folded in by ``merge_and_unload``: a plain causal LM."""
+    from peft import PeftModel
+
+    from .llm_experiments import _backend
+    from .models.llm.backends import HFBackend
+    from .models.llm.finetune import _quiet_peft
+
+    base = _backend(llm_model)
+    with _quiet_peft():
+        model = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload().eval()
+    backend = HFBackend(model, base.tokenizer, name=base.name, device=base.device)
+    backend.origin = base.origin
+    return backend
+
+
+def read_record(name: str, root: Path | None = None) -> dict:
+    path = record_path(name, root)
+    if not path.is_file():
+        raise FileNotFoundError(f"no long-run record {path}; run: python -m recnotes.longrun --settings {name}")
+    return json.loads(path.read_text())
+
+
+def check_rederived(record: dict, users, ranks, tolerance: dict | None = None) -> dict:
+    """Compare ranks computed now (``users``, ``ranks``) with the record's final point on the same
+    users; raise ``AssertionError`` when they differ beyond ``tolerance`` (:data:`TOLERANCE`)."""
+    tolerance = tolerance or TOLERANCE
+    final = record["points"][-1]["test"]
+    stored = dict(zip(record["test_users"], final["ranks"]))
+    users = [int(u) for u in users]
+    missing = [u for u in users if u not in stored]
+    if missing:
+        raise AssertionError(f"users {missing[:5]} are not in the long-run record")
+    then = np.array([stored[u] for u in users])
+    now = np.asarray(ranks)
+    out = {"users": len(users), "ndcg10_record": ndcg10(then), "ndcg10_now": ndcg10(now),
+           "same_rank_share": float((then == now).mean())}
+    out["ndcg10_diff"] = out["ndcg10_now"] - out["ndcg10_record"]
+    if abs(out["ndcg10_diff"]) > tolerance["ndcg10"] or out["same_rank_share"] < tolerance["same_rank_share"]:
+        raise AssertionError(
+            f"the committed adapters, scored again, give NDCG@10 {out['ndcg10_now']:.4f} against the record's "
+            f"{out['ndcg10_record']:.4f} ({out['same_rank_share']:.0%} of users at the same rank); the tolerance "
+            f"is {tolerance['ndcg10']} and {tolerance['same_rank_share']:.0%}")
+    return out
+
+
+def make_record(name: str, config, run, split, points: dict[str, dict], seconds: float) -> dict:
+    """The committed record of a long run (see the module docstring)."""
+    from .device import cpu_description, get_device, inference_dtype
+
+    test, valid = points["test"], points["valid"]
+    history = run.history
+    step = max(1, len(history) // 200)  # about 200 rows of the training loss
+    loss = [{"targets": h["targets"], "seconds": round(h["seconds"], 2),
+             "loss": round(float(np.mean([g["loss"] for g in history[max(0, i - step + 1):i + 1]])), 4)}
+            for i, h in enumerate(history) if (i + 1) % step == 0 or i + 1 == len(history)]
+    rows = []
+    for k in sorted(test):
+        t_ranks, v_ranks = _ranks(test[k], split, "test"), _ranks(valid[k], split, "valid")
+        rows.append({"targets": int(k), "share": k / run.train_targets,
+                     "seconds": 0.0 if k == 0 else run.seconds_at(k),
+                     "test": {"ranks": t_ranks.tolist(), "ndcg10": ndcg10(t_ranks)},
+                     "valid": {"ranks": v_ranks.tolist(), "ndcg10": ndcg10(v_ranks)}})
+    device = get_device(None)
+    return {
+        "what": "chapter 6's LLM fine-tuned over every training title once, with adapters kept along the way",
+        "settings_name": name, "command": f"python -m recnotes.longrun --settings {name}",
+        "settings": json.loads(json.dumps(asdict(config.settings()))), "reduce": SETTINGS[name]["reduce"],
+        "machine": cpu_description(), "device": device.type, "dtype": str(inference_dtype(device)).removeprefix("torch."),
+        "threads": 1, "versions": versions(), "finished": time.strftime("%Y-%m-%d"),
+        "train_seconds": run.train_seconds, "seconds_total": seconds, "targets": run.targets,
+        "train_targets": run.train_targets, "trainable_parameters": run.trainable_parameters,
+        "test_users": [int(u) for u in test[0].users], "valid_users": [int(u) for u in valid[0].users],
+        "candidates_seed": config.seed, "loss": loss, "points": rows,
+        "adapters": {"folder": str(RECORD_DIR / f"lora-{name}"), "targets": run.targets},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from .experiments import load_split
+    from .llm_experiments import lora_run
+    parser = argparse.ArgumentParser(prog="python -m recnotes.longrun", description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", default="chosen", choices=sorted(SETTINGS))
+    parser.add_argument("--profile", default=None, help="full (the record) | ci | smoke")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", type=Path, default=ROOT, help="where book/longrun is (default: this checkout)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    split = load_split("ml-100k")
+    config = whole_config(args.settings, seed=args.seed, profile=args.profile, split=split)
+    print(f"fine-tuning over {config.n_targets:,} targets ({config.profile} profile: "
+          f"{config.settings().n_targets:,}); an interrupted run resumes from its checkpoint", flush=True)
+    run = lora_run(config, split, progress=True)
+    print(f"trained: {run.targets:,} targets in {run.train_seconds:.0f} s; scoring the kept points", flush=True)
+    # the test users as chapter 6 scores them (its list runs score a watched film too: the same inputs)
+    reduce = SETTINGS[args.settings]["reduce"]
+    points = {"test": point_scores(config, split, "test", None, progress=True, watched=True, reduce=reduce),
+              "valid": point_scores(config, split, "valid", VALID_USERS, progress=True, reduce=reduce)}
+    record = make_record(args.settings, config, run, split, points, time.perf_counter() - start)
+    if config.profile != "full":
+        record["profile"] = config.profile
+    path = record_path(args.settings, args.root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_peft(config, adapters_dir(args.settings, args.root), split)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    for row in record["points"]:
+        print(f"{row['targets']:>7,} targets  {row['seconds']:7.0f} s  test NDCG@10 {row['test']['ndcg10']:.4f}"
+              f"  valid {row['valid']['ndcg10']:.4f}")
+    print(f"{path} ({' '.join(shlex.quote(a) for a in sys.argv)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

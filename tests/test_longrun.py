@@ -1,0 +1,158 @@
+"""The long run (the LLM fine-tuned over the whole training data): its config covers every
+training title once, its committed record's ranks give its metrics, its committed adapters load
+with peft's own loader and score as the book's fine-tuned ranker does, and the re-derivation
+check fails on a record that the adapters do not reproduce."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recnotes import longrun
+from recnotes.data import load_movielens
+from recnotes.data.splits import leave_one_out
+from recnotes.evaluate.metrics import rank_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = sorted((ROOT / longrun.RECORD_DIR).glob("lora-*.json"))
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leave_one_out(load_movielens())
+
+
+def test_whole_config_covers_every_training_title_once(split):
+    config = longrun.whole_config("book", split=split, profile="full")
+    total = sum(len(seq) for seq in split.train)
+    s = config.settings()
+    assert s.n_targets == total  # the full profile does not cap the long run
+    assert s.keep[-1] == total and list(s.keep) == sorted(s.keep)
+    assert set(longrun.KEEP) <= set(s.keep)
+    # chapter 6's settings otherwise: only the length differs
+    from recnotes.llm_experiments import LoRAConfig
+
+    book = LoRAConfig(profile="full").settings()
+    assert (s.lr, s.rank, s.layers, s.window) == (book.lr, book.rank, book.layers, book.window)
+    # a small profile caps it as it caps the book's run
+    assert longrun.whole_config("book", split=split, profile="ci").settings().n_targets < 100
+
+
+@pytest.mark.skipif(not RECORDS, reason="no long-run record committed")
+@pytest.mark.parametrize("path", RECORDS, ids=lambda p: p.stem)
+def test_record_ranks_give_its_metrics_and_cover_the_whole_data(path):
+    record = json.loads(path.read_text())
+    points = record["points"]
+    assert points[0]["targets"] == 0 and points[-1]["targets"] == record["targets"] == record["train_targets"]
+    assert len(points) >= 9  # zero-shot and at least 8 kept points up to 100%
+    assert points[-1]["share"] == 1.0
+    assert [p["targets"] for p in points] == sorted(p["targets"] for p in points)
+    assert [p["seconds"] for p in points] == sorted(p["seconds"] for p in points)
+    for p in points:
+        for stage, users in (("test", record["test_users"]), ("valid", record["valid_users"])):
+            ranks = np.asarray(p[stage]["ranks"])
+            assert len(ranks) == len(users) and ranks.min() >= 0 and ranks.max() < 20
+            # the metric stored is the one the evaluator computes from these ranks
+            assert p[stage]["ndcg10"] == pytest.approx(float(np.mean(rank_metrics(ranks, (10,))["NDCG@10"])))
+    for key in ("command", "machine", "dtype", "versions", "train_seconds", "settings"):
+        assert record[key]
+    assert (ROOT / record["adapters"]["folder"] / "adapter_config.json").is_file()
+
+
+def test_chosen_settings_are_the_validation_records_best():
+    path = ROOT / "book" / "tuning" / "LoRA-whole.json"
+    record = json.loads(path.read_text())
+    best = record["results"][record["best"]["setting"]]
+    from recnotes.llm_experiments import LoRAConfig
+
+    chosen = longrun.whole_config("chosen", profile="full")
+    assert {f: getattr(chosen, f) for f in ("lr", "rank", "layers", "window")} == \
+           {f: best[f] for f in ("lr", "rank", "layers", "window")}
+    assert best["objective"] == "lm" and chosen.alpha == 2 * chosen.rank
+    assert longrun.SETTINGS["chosen"]["reduce"] == record["best"]["reduce"]
+    assert LoRAConfig().n_targets < record["targets"]  # chosen at a proxy longer than the book's run
+
+
+def test_check_rederived_accepts_equal_ranks_and_fails_on_others():
+    rng = np.random.default_rng(0)
+    users = list(range(0, 400, 2))
+    ranks = rng.integers(0, 20, len(users))
+    record = {"test_users": users, "points": [{"test": {"ranks": ranks.tolist()}}]}
+    out = longrun.check_rederived(record, users[::-1], ranks[::-1])  # any order of the same users
+    assert out["same_rank_share"] == 1.0 and out["ndcg10_diff"] == 0.0
+    moved = ranks.copy()
+    moved[:40] = (moved[:40] + 5) % 20  # a fifth of the users elsewhere
+    with pytest.raises(AssertionError, match="tolerance"):
+        longrun.check_rederived(record, users, moved)
+    with pytest.raises(AssertionError, match="not in the long-run record"):
+        longrun.check_rederived(record, [1], [0])
+
+
+@pytest.mark.skipif(not (ROOT / longrun.RECORD_DIR / "lora-chosen").is_dir(), reason="no committed adapters")
+def test_committed_adapters_load_with_peft_and_score_as_the_book_does(split):
+    """``PeftModel.from_pretrained`` over the pinned model scores as the book's fine-tuned ranker
+    (FineTunedLLMRanker with the same weights through its own loader), adapters kept and merged."""
+    from peft import PeftModel
+
+    from recnotes.models.llm import HFBackend, LLMRanker, item_titles
+    from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings
+    from recnotes.evaluate import sample_candidates
+
+    folder = ROOT / longrun.RECORD_DIR / "lora-chosen"
+    record = longrun.read_record("chosen", ROOT)
+    s = record["settings"]
+    base = HFBackend.from_pretrained(device="cpu", dtype=torch.float32)
+    titles = item_titles(split.data)
+    settings = LoRASettings(**{**s, "targets": tuple(s["targets"]), "keep": tuple(s["keep"])})
+    book = FineTunedLLMRanker(base, titles, settings)
+    book.load_adapters(folder / "adapter_model.safetensors")
+    peft_model = PeftModel.from_pretrained(HFBackend.from_pretrained(device="cpu", dtype=torch.float32).model,
+                                           str(folder))
+    theirs = LLMRanker(HFBackend(peft_model, base.tokenizer, name=base.name), titles, "likelihood", "list",
+                       s["window"] - 1)
+    cands = sample_candidates(split, n_users=3, seed=0)
+    hist = split.histories("test")
+    h = [hist[u] for u in cands.users]
+    ours_scores = book.score_candidates(h, cands.items).numpy()
+    np.testing.assert_allclose(theirs.score_candidates(h, cands.items).numpy(), ours_scores, atol=1e-5)
+    # merged by peft (merge_and_unload), as make book scores them: equal to float32 rounding
+    merged = LLMRanker(HFBackend(peft_model.merge_and_unload(), base.tokenizer, name=base.name), titles,
+                       "likelihood", "list", s["window"] - 1)
+    np.testing.assert_allclose(merged.score_candidates(h, cands.items).numpy(), ours_scores, atol=1e-4)
+    # and the adapters are not zero: the fine-tuned model scores otherwise than the pinned one
+    zero = LLMRanker(base, titles, "likelihood", "list", s["window"] - 1).score_candidates(h, cands.items).numpy()
+    assert np.abs(zero - ours_scores).max() > 1e-2
+
+
+def _synthetic_record(rng, n_users=150, sizes=(0, 1000, 2000, 4000, 98000)):
+    users = sorted(rng.choice(900, n_users, replace=False).tolist())
+    points = []
+    for i, k in enumerate(sizes):  # better with more targets up to 4,000, then flat
+        ranks = np.clip(rng.integers(0, 20, n_users) - 3 * min(i, 3), 0, 19)
+        points.append({"targets": k, "share": k / sizes[-1], "seconds": k / 40,
+                       "test": {"ranks": ranks.tolist()}, "valid": {"ranks": ranks[:50].tolist()}})
+    return {"test_users": users, "valid_users": users[:50], "points": points, "targets": sizes[-1],
+            "settings_name": "chosen"}
+
+
+def test_curve_and_plateau_against_brute_force():
+    record = _synthetic_record(np.random.default_rng(0))
+    frame = longrun.curve(record, n_bootstrap=200)
+    for row, p in zip(frame.itertuples(), record["points"]):
+        ranks = np.asarray(p["test"]["ranks"])
+        want = np.mean([1 / np.log2(r + 2) if r < 10 else 0.0 for r in ranks])
+        assert row.ndcg10 == pytest.approx(want) and row.low <= want <= row.high
+    flat = longrun.plateau(record)
+    means = {p["targets"]: frame.set_index("targets").loc[p["targets"], "ndcg10"] for p in record["points"][1:]}
+    assert flat["best"] == max(means, key=means.get)
+    # from the plateau's first point on, no point is significantly below the best (Holm)
+    assert all(flat["p_holm"].get(k, 1.0) >= 0.05 for k in means if k >= flat["first_not_below"])
+    assert flat["first_not_below"] > 1000  # the first points are far below
+    result = longrun.eval_result(record)
+    assert result.model == longrun.MODEL_NAMES["chosen"] and list(result.users) == record["test_users"]
