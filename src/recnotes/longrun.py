@@ -132,6 +132,7 @@ ZERO_SHOT = "LLM zero-shot, list prompt"
 
 _WORDS = {"lr": "peak learning rate {}", "window": "windows of {} films", "rank": "adapter rank {}",
           "layers": "adapters on the top {} blocks", "objective": "the {} loss", "reduce": "{} log-probability scores"}
+_LOSSES = {"lm": "language-model", "rank": "rank", "lm+rank": "language-model + rank"}
 
 
 def settings_words(record: dict, book: dict) -> str:
@@ -142,7 +143,8 @@ def settings_words(record: dict, book: dict) -> str:
     parts = []
     for field, words in _WORDS.items():
         mine, theirs = value(record, field), value(book, field)
-        text = words.format(f"{mine:g}" if isinstance(mine, float) else mine)
+        text = words.format(f"{mine:g}" if isinstance(mine, float) else _LOSSES.get(mine, mine)
+                            if field == "objective" else mine)
         if mine != theirs:
             text += f" (the book's run: {theirs:g})" if isinstance(theirs, float) else f" (the book's run: {theirs})"
         parts.append(text)
@@ -206,34 +208,38 @@ def plateau(record: dict, stage: str = "test", alpha: float = 0.05, seed: int = 
     tests = [paired_test(ndcg[best], ndcg[k], seed=seed) for k in others]
     adjusted = dict(zip(others, holm([t["p_value"] for t in tests]))) if tests else {}
     below = [k for k in others if adjusted[k] < alpha]  # significantly below the best point
-    first = next(k for k in fine if not any(b >= k for b in below))
+    first = next((k for k in fine if not any(b >= k for b in below)), None)  # None: the last point is below
     return {"best": best, "best_ndcg10": float(ndcg[best].mean()), "first_not_below": first,
             "p_holm": {int(k): float(v) for k, v in adjusted.items()}}
 
 
 def search_table(search: dict):
     """The settings search for the long run (``book/tuning/LoRA-whole.json``) as a table: one row
-    per setting tried (and the zero-shot prompts), its validation NDCG@10 with each score, its
-    95% interval and p-value against the best row, and its training seconds."""
+    per setting tried (the zero-shot prompts first), its validation NDCG@10 with each score and
+    its 95% interval, the p-value against the best row, and its training seconds."""
     import pandas as pd
 
     from .report.compare import fmt, fmt_ci, fmt_p, tidy
 
-    rows = {}
-    for key, entry in search["results"].items():
+    def label(entry):
         if entry.get("zero_shot"):
-            label = f"zero-shot, {entry['template']} prompt"
-        else:
-            label = ", ".join(f"{k} {entry[k]:g}" if isinstance(entry[k], float) else f"{k} {entry[k]}"
-                              for k in ("lr", "window", "objective", "targets"))
+            return f"zero-shot, {entry['template']} prompt"
+        text = f"learning rate {entry['lr']:g}, window {entry['window']}"
+        if entry["objective"] != "lm":
+            text += f", {_LOSSES[entry['objective']]} loss, {entry['targets']:,} targets"
+        return text + ("" if entry.get("within_budget", True) else " (over budget)")
+
+    rows = {}
+    order = sorted(search["results"].values(), key=lambda e: (not e.get("zero_shot"), e.get("window", 0),
+                                                                e.get("objective", ""), -e.get("lr", 0)))
+    for entry in order:
         row = {}
         for reduce in ("mean", "sum"):
             e = entry[reduce]
-            row[f"NDCG@10, {reduce}"] = fmt(e["valid_ndcg10"])
-            row[f"95% CI, {reduce}"] = fmt_ci(e["ci_low"], e["ci_high"])
-            row[f"p vs best, {reduce}"] = fmt_p(e["p_vs_best"]) if "p_vs_best" in e else "best"
+            row[f"{reduce} score"] = f"{fmt(e['valid_ndcg10'])} ({fmt_ci(e['ci_low'], e['ci_high'])})"
+            row[f"p vs best ({reduce})"] = fmt_p(e["p_vs_best"]) if "p_vs_best" in e else "best"
         row["training (s)"] = fmt(entry["train_seconds"]) if "train_seconds" in entry else "–"
-        rows[label] = row
+        rows[label(entry)] = row
     return tidy(pd.DataFrame.from_dict(rows, orient="index"))
 
 
@@ -350,7 +356,8 @@ def make_record(name: str, config, run, split, points: dict[str, dict], seconds:
         "settings": json.loads(json.dumps(asdict(config.settings()))), "reduce": SETTINGS[name]["reduce"],
         "machine": cpu_description(), "device": device.type, "dtype": str(inference_dtype(device)).removeprefix("torch."),
         "threads": 1, "versions": versions(), "finished": time.strftime("%Y-%m-%d"),
-        "train_seconds": run.train_seconds, "seconds_total": seconds, "targets": run.targets,
+        # the last kept point (the whole pass: every target; a small profile's cap may end inside a step)
+        "train_seconds": run.train_seconds, "seconds_total": seconds, "targets": rows[-1]["targets"],
         "train_targets": run.train_targets, "trainable_parameters": run.trainable_parameters,
         "test_users": [int(u) for u in test[0].users], "valid_users": [int(u) for u in valid[0].users],
         "candidates_seed": config.seed, "loss": loss, "points": rows,
@@ -363,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .experiments import load_split
     from .llm_experiments import lora_run
+    from .profiles import get_profile
+
     parser = argparse.ArgumentParser(prog="python -m recnotes.longrun", description=__doc__.split("\n")[0])
     parser.add_argument("--settings", default="chosen", choices=sorted(SETTINGS))
     parser.add_argument("--profile", default=None, help="full (the record) | ci | smoke")
@@ -377,10 +386,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{config.settings().n_targets:,}); an interrupted run resumes from its checkpoint", flush=True)
     run = lora_run(config, split, progress=True)
     print(f"trained: {run.targets:,} targets in {run.train_seconds:.0f} s; scoring the kept points", flush=True)
-    # the test users as chapter 6 scores them (its list runs score a watched film too: the same inputs)
+    # the test users as chapter 6 scores them (its list runs score a watched film too: the same inputs);
+    # their number named, so that the zero-shot run is not the cache entry of chapter 6's own (timed) one
     reduce = SETTINGS[args.settings]["reduce"]
-    points = {"test": point_scores(config, split, "test", None, progress=True, watched=True, reduce=reduce),
-              "valid": point_scores(config, split, "valid", VALID_USERS, progress=True, reduce=reduce)}
+    n_test = get_profile(config.profile).p2_users
+    points = {"test": point_scores(config, split, "test", n_test, progress=True, watched=True, reduce=reduce),
+              "valid": point_scores(config, split, "valid", VALID_USERS if config.profile == "full" else None,
+                                    progress=True, reduce=reduce)}
     record = make_record(args.settings, config, run, split, points, time.perf_counter() - start)
     if config.profile != "full":
         record["profile"] = config.profile
