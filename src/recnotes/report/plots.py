@@ -61,7 +61,7 @@ def learning_curves(curves, references, colors, ylabel: str = "NDCG@10 on P2 (20
     """
     import numpy as np
 
-    fig, axes = new_figure(ncols=2, width=10, height=4.2)
+    fig, axes = new_figure(ncols=2, width=8, height=4.4, sharey=True)
     markers = "os^vD"
     for ax, column, floor, label in ((axes[0], "targets", 300.0, "training targets (log scale)"),
                                      (axes[1], "seconds", 10.0, "CPU seconds of fine-tuning (log scale)")):
@@ -69,13 +69,14 @@ def learning_curves(curves, references, colors, ylabel: str = "NDCG@10 on P2 (20
             x = np.maximum(frame[column].to_numpy(float), floor)
             ax.fill_between(x, frame["low"], frame["high"], color=colors[name], alpha=0.15, lw=0)
             ax.plot(x, frame["ndcg10"], marker=marker, ms=4, color=colors[name], label=name)
-        for name, value in references.items():
-            ax.axhline(value, ls="--", lw=1.2, color=colors[name], label=name)
+        for (name, value), style in zip(references.items(), ("--", "-.", ":", (0, (5, 1)))):
+            ax.axhline(value, ls=style, lw=1.4, color=colors[name], label=name)
         ax.set_xscale("log")
         ticks = [floor] + [t for t in (1e3, 1e4, 1e5) if column == "targets"] + \
                 [t for t in (1e2, 1e3, 1e4) if column == "seconds"]
         ax.set_xticks(ticks, ["0"] + [f"{t / 1000:g}k" if column == "targets" else f"{t:,.0f}" for t in ticks[1:]])
         ax.set(xlabel=label)
     axes[0].set_ylabel(ylabel)
-    axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False)
     return fig
