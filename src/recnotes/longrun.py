@@ -54,9 +54,11 @@ SETTINGS: dict[str, dict] = {
 VALID_USERS = 100
 
 #: how far ``make book``'s re-scoring of the final adapters may be from the record: the
-#: record was computed on one CPU in one dtype; another CPU (float32 without native bf16)
-#: moves single scores in their last bits, which can swap near-tied candidates
-TOLERANCE = {"ndcg10": 0.02, "same_rank_share": 0.85}
+#: record was computed on one CPU in bf16; another CPU (float32 without native bf16) moves
+#: single scores in their last bits, which swaps near-tied candidates.  Measured: the same
+#: Xeon in bf16 gives every rank again; in float32 restricted to AVX2 kernels (as on a CPU
+#: without native bf16), NDCG@10 +0.004 and 86% of the 200 users at the same rank
+TOLERANCE = {"ndcg10": 0.02, "same_rank_share": 0.7}
 
 
 def _root() -> Path:
