@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
@@ -120,9 +119,10 @@ def _ranks(result, split, stage: str) -> np.ndarray:
 
 
 def ndcg10(ranks) -> float:
-    """Mean NDCG@10 of 0-based target ranks."""
-    ranks = np.asarray(ranks)
-    return float(np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    """Mean NDCG@10 of 0-based target ranks (the evaluator's metric)."""
+    from .evaluate.metrics import rank_metrics
+
+    return float(np.mean(rank_metrics(np.asarray(ranks), (10,))["NDCG@10"]))
 
 
 #: the models' names in the results (the chosen settings' final adapters are the ones committed)
@@ -256,15 +256,11 @@ def carry_over(records: dict, seed: int = 0) -> dict:
 
 
 def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    """Python's version and the versions of the packages that make the run's numbers."""
+    from .report.environment import package_version, python_version
 
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "numpy", "recnotes"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    return {"python": python_version(),
+            **{name: package_version(name) for name in ("torch", "transformers", "peft", "numpy", "recnotes")}}
 
 
 def save_peft(config, folder: Path, split) -> None:
