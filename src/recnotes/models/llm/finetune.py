@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 from ...progress import progress_bar
 from ...safeio import file_sha256, move_aside, write_atomic
 from .backends import HFBackend
-from .likelihood import decoder_and_head, mask_as
+from .likelihood import decoder_and_head, mask_as, mask_to
 from .prompts import LIST_HEADER, continuation_text
 from .ranker import LLMRanker
 
@@ -119,7 +119,8 @@ def sample_negatives(rng: np.random.Generator, n_items: int, seen: np.ndarray, s
     return np.stack([rng.choice(pool, shape[1], replace=False) for _ in range(shape[0])])
 
 
-def _rank_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module) -> torch.Tensor:
+def _rank_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module,
+               positions: torch.Tensor | None = None):
     """The ``[B, 1, L, L]`` mask of rows holding a window (causal) followed by negative lines,
     each of which sees the window's first ``p`` tokens and itself (causally), in the form the
     model's attention takes (:func:`~recnotes.models.llm.likelihood.mask_as`)."""
@@ -132,7 +133,7 @@ def _rank_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module) ->
             allow[r, start:start + size, start:start + size] = causal[:size, :size]
         pad = torch.arange(n_ids, length)
         allow[r, pad, pad] = True
-    return mask_as(allow, model, dtype)
+    return mask_as(allow, model, dtype, positions)
 
 
 def take_windows(windows: Sequence[np.ndarray], n_targets: int) -> list[np.ndarray]:
@@ -391,7 +392,7 @@ class FineTunedLLMRanker(LLMRanker):
             ids_t[r, :len(ids)] = torch.tensor(ids)
             pos_t[r, :len(pos)] = torch.tensor(pos)
         dtype = next(self.backend.model.parameters()).dtype
-        mask = _rank_mask(rows, length, dtype, self.backend.model).to(device)
+        mask = mask_to(_rank_mask(rows, length, dtype, self.backend.model, pos_t), device)
         decoder, head = decoder_and_head(self.backend.model)
         hidden = decoder(input_ids=ids_t.to(device), attention_mask=mask, position_ids=pos_t.to(device),
                          use_cache=False).last_hidden_state

@@ -43,7 +43,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["score_shared_prefix", "score_naive", "score_packed", "pad_right", "decoder_and_head", "LowerLayers"]
+__all__ = ["score_shared_prefix", "score_naive", "score_packed", "pad_right", "decoder_and_head", "LowerLayers",
+           "mask_as", "mask_to", "sliding_window"]
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,15 +182,28 @@ class LowerLayers:
         return h.hexdigest()
 
 
+def mask_to(mask, device: torch.device):
+    """A mask, or a mask per kind of layer, on ``device``."""
+    return {k: m.to(device) for k, m in mask.items()} if isinstance(mask, dict) else mask.to(device)
+
+
 @contextlib.contextmanager
-def _blocks(decoder: torch.nn.Module, layers: torch.nn.ModuleList, norm: torch.nn.Module):
-    """Run ``decoder`` with other blocks and final norm for a while."""
+def _blocks(decoder: torch.nn.Module, start: int, stop: int | None, norm: torch.nn.Module):
+    """Run ``decoder`` with its blocks ``start:stop`` only and another final norm for a while.
+    A decoder that looks up each block's kind of attention by its index in the config
+    (Gemma 3's ``layer_types``) sees the same slice of that list."""
+    config = getattr(decoder, "config", None)
+    types = getattr(config, "layer_types", None)
     old = decoder.layers, decoder.norm
-    decoder.layers, decoder.norm = layers, norm
+    decoder.layers, decoder.norm = old[0][start:stop], norm
+    if types is not None:
+        config.layer_types = list(types)[start:stop]
     try:
         yield
     finally:
         decoder.layers, decoder.norm = old
+        if types is not None:
+            config.layer_types = types
 
 
 def _decode(decoder: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
@@ -202,12 +216,12 @@ def _decode(decoder: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, pos
     hidden = lower.store.get(key)
     if hidden is None:
         lower.misses += 1
-        with _blocks(decoder, decoder.layers[:lower.n], torch.nn.Identity()):
+        with _blocks(decoder, 0, lower.n, torch.nn.Identity()):
             hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
         lower.store[key] = hidden
     else:
         lower.hits += 1
-    with _blocks(decoder, decoder.layers[lower.n:], decoder.norm):
+    with _blocks(decoder, lower.n, None, decoder.norm):
         return decoder(inputs_embeds=hidden, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
 
 
@@ -231,18 +245,47 @@ def _packed_rows(batch: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]])
     return rows
 
 
-def mask_as(allow: torch.Tensor, model: torch.nn.Module | None, dtype: torch.dtype) -> torch.Tensor:
+def sliding_window(model: torch.nn.Module | None) -> int | None:
+    """The attention window of a model whose layers mix sliding-window and full attention
+    (Gemma 3: five sliding layers of 512 tokens to one full), else ``None``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    window = getattr(config, "sliding_window", None)
+    if window and "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+        return int(window)
+    return None
+
+
+def mask_as(allow: torch.Tensor, model: torch.nn.Module | None, dtype: torch.dtype,
+            positions: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
     """A ``[B, L, L]`` table of allowed (query, key) pairs as the model's attention takes it:
     boolean for PyTorch's fused attention (``sdpa``), whose CPU kernel runs about 1.6 times as
     fast with it as with an additive float mask of the same pairs, additive elsewhere (and
-    without a model)."""
+    without a model).
+
+    A model with sliding-window layers (:func:`sliding_window`) gets one mask per kind of
+    layer, as its decoder takes them: ``{"full_attention": ..., "sliding_attention": ...}``,
+    the second also hiding every key ``window`` or more ``positions [B, L]`` before its query
+    (as the model's own mask does in one unpacked sequence)."""
+    window = sliding_window(model)
+    if window is not None:
+        if positions is None:
+            raise ValueError("a model with sliding-window attention needs the tokens' positions for its mask")
+        near = (positions[:, :, None] - positions[:, None, :]) < window
+        return {"full_attention": _as(allow, model, dtype),
+                "sliding_attention": _as(allow & near.to(allow.device), model, dtype)}
+    return _as(allow, model, dtype)
+
+
+def _as(allow: torch.Tensor, model: torch.nn.Module | None, dtype: torch.dtype) -> torch.Tensor:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(getattr(base, "config", None), "_attn_implementation", None) == "sdpa":
         return allow[:, None]
     return torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)[:, None]
 
 
-def _dense_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module | None = None) -> torch.Tensor:
+def _dense_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
     """The ``[B, 1, L, L]`` block mask of packed rows (see :func:`mask_as`; additive without a
     model).  (Attention computed block by block, without the masked pairs, was slower than this
     dense mask on a CPU, at the prompt lengths of the book.)"""
@@ -255,7 +298,7 @@ def _dense_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module | 
             allow[r, start:start + size, start:start + size] = causal[:size, :size]
         pad = torch.arange(len(ids), length)
         allow[r, pad, pad] = True  # padding sees itself only (no empty softmax row)
-    return mask_as(allow, model, dtype)
+    return mask_as(allow, model, dtype, positions)
 
 
 @torch.no_grad()
@@ -278,7 +321,7 @@ def score_packed(model: torch.nn.Module, batch: Sequence[tuple[Sequence[int], Se
         ids[r, :len(row_ids)] = torch.tensor(row_ids)
         pos[r, :len(row_pos)] = torch.tensor(row_pos)
     ids, pos = ids.to(device), pos.to(device)
-    mask = _dense_mask(rows, length, dtype, model).to(device)
+    mask = mask_to(_dense_mask(rows, length, dtype, model, pos), device)
     hidden = _decode(decoder, ids, mask, pos, lower)
     # the output layer runs on each prompt's last state once, and on every fed candidate token
     first = head(hidden[torch.arange(len(rows), device=device), torch.tensor([r[2] - 1 for r in rows], device=device)])

@@ -17,7 +17,8 @@ SERVED_PREFIX = "served:"  #: ``"served:<model>"``: ``/v1/completions`` with ech
 def load_backend(model: str | None = None, **kwargs) -> LLMBackend:
     """A backend from a short spec.
 
-    ``None`` or ``"smollm2-135m-instruct-gguf"``: the pinned offline model;
+    ``None`` or ``"smollm2-135m-instruct-gguf"``: the pinned offline model; ``"gemma3-270m-gguf"``:
+    the second pinned size (Gemma 3 270M, base);
     ``"openai"`` or ``"openai:<model>"``: :class:`~recnotes.models.llm.api.OpenAIBackend`
     (chat completions, list-wise ranking only);
     ``"served:<model>"``: :class:`~recnotes.models.llm.served.CompletionsBackend`, the model
