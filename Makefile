@@ -78,6 +78,8 @@ nbtest-run:
 # (each one's output comes when it ends, where make can hold it back: GNU make 4+).
 SYNC := $(if $(filter output-sync,$(.FEATURES)),--output-sync=target,)
 test: assets
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+	  || echo "WARNING: no Chromium here: the page tests (layout at 1280 px) will be SKIPPED (apt-get install chromium)"
 	@echo "unit tests and notebook tests, side by side (JOBS=$(JOBS))"
 	@$(MAKE) --no-print-directory -j$(JOBS) $(SYNC) unit-run nbtest-run
 

@@ -42,7 +42,7 @@ INJECTED_TAG = "recnotes-injected"
 #: ("llm:list" is a group of runs: the zero-shot and fine-tuned list-format runs, computed
 #: together so that the blocks below the LoRA adapters run once per user.)
 LLM_RUNS = ["llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat", "llm:lora", "llm:rerank-gptrec",
-            "llm:rerank-gptrec-valid"]
+            "llm:rerank-gptrec-valid", "llm:size-gemma3-270m"]
 NEEDS: dict[str, list[str]] = {
     "02_concepts": ["train:GPTRec:SEED"],
     "04_math": ["train:GPTRec:SEED"],
@@ -61,30 +61,37 @@ TASK_NEEDS: dict[str, list[str]] = {
 }
 #: Which ready task a free lane takes first: the long chains that others wait for.
 PRIORITY = ["llm:lora", "train:GPTRec", "llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat",
+            "llm:size-gemma3-270m",
             "llm:rerank-gptrec", "llm:rerank-gptrec-valid", "train:LSTM", "train:GPTRec-text", "10_outlook",
             "03_algorithms", "06_llm", "09_evaluation"]
 
 
 def repository() -> tuple[str, str]:
-    """(url, branch) from ``_config.yml``."""
+    """(url, branch) from ``_config.yml``; the url is empty while none is configured."""
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
-    repo = cfg.get("repository", {})
-    return repo["url"].rstrip("/"), repo.get("branch", "main")
+    repo = cfg.get("repository") or {}
+    return (repo.get("url") or "").rstrip("/"), repo.get("branch") or "main"
 
 
 #: The badge image, committed beside the chapters (the site serves it; no remote image).
 BADGE = "_static/colab-badge.svg"
 
 
-def colab_cells(name: str) -> list[nbformat.NotebookNode]:
-    """The badge (markdown) and the install cell that runs only on Colab.
+def colab_cells(name: str, url: str | None = None, branch: str | None = None) -> list[nbformat.NotebookNode]:
+    """The badge (markdown) and the install cell that runs only on Colab; none while no
+    repository is configured (``url``, ``branch``: default :func:`repository`'s), since a
+    badge would point nowhere.
 
     On Colab the cell clones the repository (``$RECNOTES_REPO_URL`` overrides the
     URL; the tests point it at a local clone), installs recnotes from the clone
     and works in its ``book/`` folder, where ``results/`` holds the results that
     later chapters read.  Run again, it does nothing.
     """
-    url, branch = repository()
+    configured = repository()
+    url = (configured[0] if url is None else url).rstrip("/")
+    branch = branch or configured[1]
+    if not url:
+        return []
     slug = url.split("github.com/", 1)[1]
     link = f"https://colab.research.google.com/github/{slug}/blob/{branch}/book/{name}.ipynb"
     badge = nbformat.v4.new_markdown_cell(f"[![Open in Colab]({BADGE})]({link})")
@@ -111,11 +118,12 @@ def hide_injected_parameters(nb: nbformat.NotebookNode) -> None:
             cell.metadata["tags"] = [*tags, "remove-cell"]
 
 
-def prepare(src: Path, dest: Path) -> None:
-    """MyST markdown -> ipynb with the Colab cells after the title."""
+def prepare(src: Path, dest: Path, url: str | None = None) -> None:
+    """MyST markdown -> ipynb with the Colab cells after the title (``url``: the repository's,
+    default the configured one)."""
     nb = jupytext.read(src)
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
-    nb.cells[first_md + 1:first_md + 1] = colab_cells(src.stem)
+    nb.cells[first_md + 1:first_md + 1] = colab_cells(src.stem, url)
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
                                           "language": "python"})
     nb.metadata.pop("jupytext", None)
@@ -171,14 +179,21 @@ def sync_prose(name: str) -> None:
     def code(cells) -> list[str]:
         return [c.source for c in cells if c.cell_type == "code" and not injected(c)]
 
-    if code(executed) != code(src.cells) or \
-            [(c.cell_type, injected(c)) for c in executed] != [(c.cell_type, injected(c)) for c in src.cells]:
+    plain_old = [c for c in executed if not injected(c)]
+    plain_new = [c for c in src.cells if not injected(c)]
+    if code(plain_old) != code(plain_new) or [c.cell_type for c in plain_old] != [c.cell_type for c in plain_new]:
         raise SystemExit(f"error: the code of {name} changed; execute it instead of syncing its prose")
-    for old, new in zip(executed, src.cells):
-        if old.cell_type == "markdown" or injected(new):
+    for old, new in zip(plain_old, plain_new):
+        if old.cell_type == "markdown":
             old.source = new.source
-        if injected(new):
-            old.metadata["tags"] = list(new.metadata["tags"])
+    old_colab = [c for c in executed if injected(c)]
+    new_colab = [c for c in src.cells if injected(c)]
+    if new_colab and [c.cell_type for c in old_colab] != [c.cell_type for c in new_colab]:
+        raise SystemExit(f"error: {name} needs new Colab cells (a repository was configured); execute it")
+    for old, new in zip(old_colab, new_colab):
+        old.source, old.metadata["tags"] = new.source, list(new.metadata["tags"])
+    if not new_colab:  # no repository configured any more: no badge or install cell
+        nb.cells = [c for c in nb.cells if not injected(c)]
     hide_injected_parameters(nb)
     nbformat.write(nb, out)
 

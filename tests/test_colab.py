@@ -75,7 +75,7 @@ def test_chapter_that_reads_other_chapters_results_runs_alone_on_colab(tmp_path)
     venv = colab_venv()
     timings["venv"] = time.perf_counter() - start
 
-    url, branch = execute.repository()
+    branch = execute.repository()[1]
     origin = tmp_path / "origin.git"  # stands in for the repository URL of _config.yml
     git("init", "-q", "--bare", str(origin))
     git("push", "-q", str(origin), f"HEAD:refs/heads/{branch}")
@@ -96,7 +96,8 @@ def test_chapter_that_reads_other_chapters_results_runs_alone_on_colab(tmp_path)
     work = tmp_path / "content"  # Colab's working folder: empty, no checkout, no results
     work.mkdir()
     notebook = work / f"{CHAPTER}.ipynb"
-    execute.prepare(ROOT / "notebooks" / f"{CHAPTER}.md", notebook)
+    # the install cell as a configured repository makes it; RECNOTES_REPO_URL points it at the bare one
+    execute.prepare(ROOT / "notebooks" / f"{CHAPTER}.md", notebook, url="https://github.com/someone/recnotes-fork")
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "RECNOTES_RESULTS", "VIRTUAL_ENV", "JUPYTER_PATH")}
     env.update(JUPYTER_PATH=str(tmp_path / "jupyter"), RECNOTES_REPO_URL=origin.as_uri(),

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("execute", ROOT / "scripts" / "execute.py")
@@ -59,17 +60,29 @@ def test_graph_ignores_chapters_not_selected():
 
 
 # ------------------------------------------------------------------ the Colab cells and the injected parameters
+#: a repository as a reader's fork would configure it (the committed _config.yml may name none)
+FORK = ("https://github.com/someone/recnotes-fork", "main")
+
+
 def test_badge_is_a_local_image_that_links_to_colab():
-    badge, _ = execute.colab_cells("04_math")
+    badge, _ = execute.colab_cells("04_math", *FORK)
     image, link = re.fullmatch(r"\[!\[Open in Colab\]\(([^)]+)\)\]\(([^)]+)\)", badge.source).groups()
     assert not image.startswith(("http:", "https:", "//")) and (ROOT / "book" / image).is_file()
-    url, branch = execute.repository()
-    assert link == f"https://colab.research.google.com/github/{url.split('github.com/', 1)[1]}/blob/{branch}/book/04_math.ipynb"
+    assert link == "https://colab.research.google.com/github/someone/recnotes-fork/blob/main/book/04_math.ipynb"
+
+
+def test_no_repository_configured_no_badge_and_no_install_cell(monkeypatch):
+    """A badge or a clone without a configured repository would point nowhere: none is made."""
+    monkeypatch.setattr(execute, "repository", lambda: ("", "main"))
+    assert execute.colab_cells("04_math") == []
+    configured = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    monkeypatch.undo()
+    assert (execute.colab_cells("04_math") == []) == (not configured)
 
 
 def test_install_cell_clones_installs_and_works_in_book_only_on_colab():
-    _, install = execute.colab_cells("11_faq")
-    url, branch = execute.repository()
+    _, install = execute.colab_cells("11_faq", *FORK)
+    url, branch = FORK
     src = install.source
     assert "'google.colab' in sys.modules" in src and f"'{url}'" in src and "RECNOTES_REPO_URL" in src
     assert f"'--depth', '1', '-b', '{branch}'" in src and "%pip install -q './recnotes[llm]'" in src
@@ -79,7 +92,7 @@ def test_install_cell_clones_installs_and_works_in_book_only_on_colab():
 def test_install_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
     from IPython.core.inputtransformer2 import TransformerManager
 
-    _, install = execute.colab_cells("11_faq")
+    _, install = execute.colab_cells("11_faq", *FORK)
     code = TransformerManager().transform_cell(install.source)  # %pip -> get_ipython().run_line_magic(...)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delitem(__import__("sys").modules, "google.colab", raising=False)

@@ -160,6 +160,9 @@ def test_cjk_fonts_follow_the_themes_and_the_badge_is_local(site):
     for font in ("Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "WenQuanYi Micro Hei"):
         assert f'"{font}"' in text, font
     badge = [i for i in main.find_all("img") if "colab" in i.get("alt", "").lower()]
+    if not CONFIG["repository"]["url"]:  # no repository configured: no badge pointing nowhere
+        assert not badge
+        return
     assert badge and not remote(badge[0]["src"]) and (site / "book" / badge[0]["src"]).is_file()
     assert badge[0].find_parent("a")["href"].startswith("https://colab.research.google.com/github/")
 
@@ -168,9 +171,24 @@ def test_cjk_fonts_follow_the_themes_and_the_badge_is_local(site):
 def test_intro_clone_command_uses_the_repository_url(site):
     _, main = soup_of(site, "book/intro")
     code = "\n".join(pre.get_text() for pre in main.find_all("pre"))
-    url = CONFIG["repository"]["url"].rstrip("/")
-    assert f"git clone {url} && cd {url.rsplit('/', 1)[1]}" in code
+    url = (CONFIG["repository"]["url"] or "").rstrip("/")
+    want = (url, url.rsplit("/", 1)[1]) if url else site_ext.NO_URL
+    assert f"git clone {want[0]} && cd {want[1]}" in code
     assert "{{" not in main.get_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", pages())
+def test_no_link_to_a_repository_that_is_not_configured(site, page):
+    """Without repository.url, no badge or launch link points at Colab or Binder, and no button
+    at a source repository (the papers' own repositories may still be cited)."""
+    if CONFIG["repository"]["url"]:
+        pytest.skip("a repository is configured")
+    soup, _ = soup_of(site, page)
+    links = [a["href"] for a in soup.find_all("a", href=True)
+             if any(h in a["href"] for h in ("colab.research.google.com", "mybinder.org"))
+             or "repository" in (a.get("title", "") + a.get("data-bs-original-title", "")).lower()]
+    assert not links, links
 
 
 def test_repository_substitution_reads_the_theme_options():

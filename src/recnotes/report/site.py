@@ -9,7 +9,9 @@
   ``{{ repository_folder }}`` in a page's source, code blocks included, become
   ``repository.url`` of ``_config.yml`` (Jupyter Book hands it to the theme as
   ``html_theme_options["repository_url"]``) and the folder that ``git clone``
-  makes of it.
+  makes of it.  While none is configured, the site links to no repository: no
+  repository or launch button, and the clone command names a placeholder
+  (:data:`NO_URL`); the build says so in one line.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ def repository(config) -> tuple[str, str]:
     return url, folder
 
 
+#: what the clone command says while no repository is configured: (url, folder)
+NO_URL = ("<the book's repository>", "<its folder>")
+
+
 def substitute(text: str, config) -> str:
     url, folder = repository(config)
+    if not url:
+        url, folder = NO_URL
     return text.replace("{{ repository_url }}", url).replace("{{ repository_folder }}", folder)
 
 
@@ -42,6 +50,16 @@ def _config_inited(app, config) -> None:
 
     if config.mathjax_path == MATHJAX_URL:  # Sphinx's default: a CDN
         config.mathjax_path = MATHJAX_PATH
+    if not repository(config)[0]:
+        from sphinx.util import logging
+
+        options = dict(config.html_theme_options or {})
+        options.update(use_repository_button=False, use_issues_button=False, use_edit_page_button=False)
+        options.pop("launch_buttons", None)
+        config.html_theme_options = options
+        logging.getLogger(__name__).info(
+            "recnotes: repository.url is not set in _config.yml: the site links to no repository "
+            "(no Colab badge, launch or repository button)")
 
 
 ANSWER = "{{ answer:06_llm }}"  #: where a page shows chapter 6's answer (from its results file)
@@ -62,15 +80,8 @@ def _source_read(app, docname: str, source: list[str]) -> None:
     if ANSWER in source[0]:
         results = Path(app.srcdir) / "book" / "results"
         source[0] = source[0].replace(ANSWER, answer_markdown(results))
-    if "{{ repository_" not in source[0]:
-        return
-    if not repository(app.config)[0]:
-        from sphinx.util import logging
-
-        logging.getLogger(__name__).warning(
-            "%s uses {{ repository_url }} but _config.yml has no repository.url", docname)
-        return
-    source[0] = substitute(source[0], app.config)
+    if "{{ repository_" in source[0]:
+        source[0] = substitute(source[0], app.config)
 
 
 def _builder_inited(app) -> None:
