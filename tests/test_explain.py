@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from recnotes.data import Interactions, leave_one_out as loo_split
-from recnotes.explain import agreement, attention_maps, last_attention, leave_one_out, model_window
+from recnotes.explain import agreement, attention_maps, last_attention, leave_one_out, model_window, occlusion
 from recnotes.models import EASE, GPTRec
 
 torch.set_num_threads(1)
@@ -65,6 +65,38 @@ def test_leave_one_out_equals_brute_force_rescoring(target):
 
     want = np.array([value(HISTORY) - value(np.delete(HISTORY, j)) for j in range(len(HISTORY))])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", ["logprob", "logit"])
+def test_occlusion_equals_a_forward_pass_with_the_films_embedding_zeroed(target):
+    """Masking film j: a plain forward pass written out here (item embeddings with row j zeroed,
+    the positions 0..L-1 unchanged, the blocks, the final norm, the tied output) gives the
+    masked score; the attribution is the full window's score minus it."""
+    m = model().eval()
+    item, length = 13, len(HISTORY)
+
+    def value(zeroed: int | None):
+        with torch.no_grad():
+            ids = torch.as_tensor(HISTORY)
+            x = m.embedding.item(ids).clone()
+            if zeroed is not None:
+                x[zeroed] = 0.0
+            x = (x + m.embedding.position(torch.arange(length)))[None]
+            for block in m.blocks:
+                x = block(x, None)
+            s = (m.ln_f(x)[0, -1] @ m.embedding.item.weight.T).double().numpy()
+        if target == "logit":
+            return s[item]
+        real = s[1:]
+        return real[item - 1] - (real.max() + np.log(np.exp(real - real.max()).sum()))
+
+    got = occlusion(m.train(), HISTORY, item, target=target)
+    assert m.training  # the mode is restored
+    m.eval()
+    want = np.array([value(None) - value(j) for j in range(length)])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # masking keeps the history's length and positions: it differs from deleting the film
+    assert np.abs(got - leave_one_out(m, HISTORY, item, target=target)).max() > 1e-3
 
 
 def test_long_histories_use_the_window_the_model_reads():

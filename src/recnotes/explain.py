@@ -9,7 +9,14 @@ Two answers for a sequence model and one recommended item:
 * :func:`leave_one_out`: drop each history item in turn, score again, and
   take the drop in the recommended item's log-probability (or logit).  It
   measures what each item actually changes in the output, at the cost of one
-  forward pass per item (here batched into one).
+  forward pass per item (here batched into one).  Dropping an item also moves
+  every later item one position earlier and shortens the history;
+* :func:`occlusion`: the same with the item *masked* instead: its embedding is
+  left out while every position stays where it was, so only the film's identity
+  is taken away.
+
+Both attributions have one sign: the recommended item's score with the film
+minus its score without it (positive: the film pushed the recommendation up).
 
 Both work on the *window* the model reads: the last ``max_len`` items of the
 history (:func:`model_window`), so position ``j`` means the same item in both.
@@ -27,7 +34,7 @@ from scipy import stats
 from .data.interactions import PAD
 from .data.splits import pad_sequences
 
-__all__ = ["model_window", "attention_maps", "last_attention", "leave_one_out", "agreement"]
+__all__ = ["model_window", "attention_maps", "last_attention", "leave_one_out", "occlusion", "agreement"]
 
 
 def model_window(model, history: Sequence[int]) -> np.ndarray:
@@ -83,6 +90,33 @@ def leave_one_out(model, history: Sequence[int], item: int, target: str = "logpr
         raise ValueError(f"item must be a real item id in 1..{n_items}, not {item}")
     dropped = [np.delete(window, j) for j in range(len(window))]
     scores = torch.as_tensor(model.score([window] + dropped))
+    values = _target_values(scores, int(item), target)
+    return values[0] - values[1:]
+
+
+@torch.no_grad()
+def occlusion(model, history: Sequence[int], item: int, target: str = "logprob") -> np.ndarray:
+    """Attribution ``[L]`` of each window item to ``item`` by masking: its score with the whole
+    window minus its score with that one item's embedding left out, every position kept
+    (``target`` as in :func:`leave_one_out`).  Positive: the item pushed the recommendation
+    up.  The window and its ``L`` masked copies are scored in one batch."""
+    window = model_window(model, history)
+    if len(window) < 1:
+        raise ValueError("the history has no real item")
+    n_items = getattr(model, "n_items", None)
+    if not 1 <= int(item) <= (n_items or int(item)):
+        raise ValueError(f"item must be a real item id in 1..{n_items}, not {item}")
+    was_training = model.training
+    model.eval()
+    length = len(window)
+    seqs = torch.as_tensor(np.tile(window, (length + 1, 1)), device=model.device)
+    occlude = torch.zeros((length + 1, length), dtype=torch.bool, device=model.device)
+    occlude[torch.arange(1, length + 1), torch.arange(length)] = True  # row j + 1 masks item j
+    weight, bias = model.output_layer()
+    scores = model.hidden(seqs, occlude=occlude)[:, -1] @ weight.T
+    if bias is not None:
+        scores = scores + bias
+    model.train(was_training)
     values = _target_values(scores, int(item), target)
     return values[0] - values[1:]
 

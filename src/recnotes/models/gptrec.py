@@ -39,15 +39,20 @@ class ItemPositionEmbedding(nn.Module):
         self.position = nn.Embedding(max_len, dim)
         self.dropout = Dropout(dropout)
 
-    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+    def forward(self, seqs: torch.Tensor, occlude: torch.Tensor | None = None) -> torch.Tensor:
         """``[b, L]`` left-padded item ids -> ``[b, L, dim]``.
 
         An item's position is its index among the window's real items (0 for the
         first), so a prefix gets the same positions whether it is read alone or
-        inside a longer sequence, and padding changes nothing.
+        inside a longer sequence, and padding changes nothing.  ``occlude`` (``[b, L]``
+        bool): those items' embeddings are left out (zero) while every position stays
+        where it was (masking a film, not deleting it).
         """
         positions = ((seqs != PAD).cumsum(dim=1) - 1).clamp(min=0)
-        return self.dropout(self.item(seqs) + self.position(positions))
+        items = self.item(seqs)
+        if occlude is not None:
+            items = items.masked_fill(occlude[..., None], 0.0)
+        return self.dropout(items + self.position(positions))
 
 
 def attention_mask(seqs: torch.Tensor) -> torch.Tensor:
@@ -186,12 +191,14 @@ class GPTRec(SequenceRecommender):
             with torch.no_grad():
                 self.embedding.item.weight.copy_(projected_item_embeddings(self.item_vectors, self.dim))
 
-    def hidden(self, seqs: torch.Tensor, return_attention: bool = False):
-        """Final hidden states ``[b, L, dim]`` (and per-layer attention weights if asked)."""
+    def hidden(self, seqs: torch.Tensor, return_attention: bool = False, occlude: torch.Tensor | None = None):
+        """Final hidden states ``[b, L, dim]`` (and per-layer attention weights if asked);
+        ``occlude``: items whose embeddings are left out, positions kept (see
+        :class:`ItemPositionEmbedding`)."""
         if seqs.shape[1] > self.max_len:
             raise ValueError(f"sequence length {seqs.shape[1]} exceeds max_len {self.max_len}")
         mask = attention_mask(seqs) if bool((seqs == PAD).any()) else None
-        x = self.embedding(seqs)
+        x = self.embedding(seqs, occlude)
         weights = []
         for block in self.blocks:
             if return_attention:
