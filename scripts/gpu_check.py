@@ -15,8 +15,10 @@
      the packed scorer at several users per pass, beside the shared-prefix path;
    * correctness: the packed scorer against the naive one, in float32 and in bf16,
      with stated tolerances (``TOLERANCE``);
-   * LoRA sequence fine-tuning (chapter 6's) for one epoch over *all* training
-     sequences: targets per second (``--quick``: a few windows, on any device).
+   * LoRA sequence fine-tuning with the long run's configuration (``recnotes.longrun``,
+     the settings chosen for the whole length) for one pass over *all* training
+     targets, at its batch of 4 windows and at 32: seconds and targets per second
+     (``--quick``: a few windows, on any device).
 
 Data: ML-100K from the recnotes cache (``RECNOTES_CACHE``); carry a cache folder
 holding ``ml-100k/`` where nothing can be downloaded.  Everything is printed and
@@ -140,7 +142,7 @@ def llm(device: torch.device, quick: bool, random_weights: bool = False) -> dict
     from recnotes.evaluate import sample_candidates
     from recnotes.experiments import load_split
     from recnotes.models.llm import LLMRanker, item_titles
-    from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings
+    from recnotes.models.llm.finetune import FineTunedLLMRanker
 
     split = load_split("ml-100k")
     titles = item_titles(split.data)
@@ -167,11 +169,18 @@ def llm(device: torch.device, quick: bool, random_weights: bool = False) -> dict
         log(f"P2 scoring, {label}: {users / seconds:.1f} users/s ({ranker.stats.tokens_per_user:.0f} tokens/user)")
     out["scoring"] = scoring
     out["correctness"] = correctness(backend, titles, histories[:4 if quick else 16], cands.items[:4 if quick else 16])
-    # one epoch of sequence fine-tuning over every training sequence (quick: a few windows)
+    # the long run's configuration (recnotes.longrun, the settings chosen for the whole length):
+    # one pass over every training title (quick: a few windows)
+    from dataclasses import replace
+
+    from recnotes.longrun import whole_config
+
     total = sum(len(seq) for seq in split.train)
     n_targets = 60 if quick else total
+    chosen = whole_config("chosen", profile="full", split=split).settings()
+    out["lora_settings"] = {"lr": chosen.lr, "rank": chosen.rank, "layers": chosen.layers, "window": chosen.window}
     for batch in ((4,) if quick else (4, 32)):
-        settings = LoRASettings(n_targets=n_targets, keep=(n_targets,), batch_size=batch)
+        settings = replace(chosen, n_targets=n_targets, keep=(n_targets,), batch_size=batch)
         tuned = FineTunedLLMRanker(backend, titles, settings)
         sync(device)
         start = time.perf_counter()
