@@ -69,3 +69,12 @@ def test_assets_table_matches_the_pins():
     for name, a in assets.ASSETS.items():
         assert f"{table.loc[name, 'PyPI wheel']}=={table.loc[name, 'version']}" == a.wheel
         assert table.loc[name, "files"] == len(a.files)
+
+
+def test_machine_note_says_when_a_record_came_from_another_processor():
+    from recnotes.device import machine_note
+
+    here = "Intel(R) Xeon(R) Processor, 2 cores, flags: avx2 amx_bf16"
+    assert machine_note("Intel(R) Xeon(R) Processor, 2 cores, flags: avx2", here) == ""
+    note = machine_note("AMD EPYC, 2 cores, flags: avx2", here)
+    assert "another processor" in note and "Intel(R) Xeon(R) Processor" in note and "EPYC" not in note

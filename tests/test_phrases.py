@@ -42,3 +42,20 @@ def test_how_many_reads_as_a_reader_would_write_it():
     assert how_many(2, 2, "models") == "both models"
     assert how_many(0, 4, "segments") == "none of the 4 segments"
     assert how_many(3, 5, "segments") == "3 of the 5 segments"
+
+
+def test_pairs_sentences_say_each_tests_outcome_once():
+    from recnotes.report.phrases import pairs_sentences
+
+    tests = [{"a": "Text", "b": "Genres", "mean_diff": 0.01, "p_holm": 0.4},
+             {"a": "Text", "b": "Random", "mean_diff": 0.2, "p_holm": 0.001},
+             {"a": "Genres", "b": "Random", "mean_diff": 0.15, "p_holm": 0.01}]
+    text = pairs_sentences(tests)
+    assert text == ("Text and Genres are significantly better than Random. "
+                    "Text and Genres are not significantly different.")
+    # the sign decides who is better; two ties read as one sentence
+    flipped = [{"a": "Random", "b": "Text", "mean_diff": -0.2, "p_holm": 0.001},
+               {"a": "Genres", "b": "Text", "mean_diff": 0.0, "p_holm": 0.9},
+               {"a": "Genres", "b": "Random", "mean_diff": 0.01, "p_holm": 0.3}]
+    assert pairs_sentences(flipped) == ("Text is significantly better than Random. No significant difference "
+                                        "between Genres and Text; nor between Genres and Random.")

@@ -122,6 +122,18 @@ def cpu_note(device: torch.device | str | None = None) -> str:
             f"in the third decimal.")
 
 
+def machine_note(recorded: str, here: str | None = None) -> str:
+    """What a page that renders a record adds when the record was computed on another processor
+    than this build (``here``, default :func:`cpu_description`): empty when the models match;
+    else a sentence that says so and what it changes."""
+    here = cpu_description() if here is None else here
+    if recorded.split(",")[0].strip() == here.split(",")[0].strip():
+        return ""
+    return (f"That is another processor than the one that computed this build's chapters "
+            f"({here.split(',')[0]}): the scores of the settings do not depend on it beyond the third "
+            f"decimal, their seconds do.")
+
+
 def describe_device(device: torch.device) -> str:
     """A short human-readable name: ``cpu``, ``mps`` or the CUDA card's name."""
     device = torch.device(device)

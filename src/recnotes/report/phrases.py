@@ -7,7 +7,7 @@ from typing import Mapping
 
 from .compare import fmt, fmt_p, verdict
 
-__all__ = ["compared", "signed", "change", "how_many"]
+__all__ = ["compared", "signed", "change", "how_many", "pairs_sentences"]
 
 
 def compared(test: Mapping[str, float], other: str, better: str = "better", worse: str = "worse",
@@ -47,3 +47,29 @@ def how_many(k: int, n: int, noun: str) -> str:
     if k == 0:
         return f"none of the {n} {noun}"
     return f"{k} of the {n} {noun}"
+
+
+def _series(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def pairs_sentences(tests, key: str = "p_holm", alpha: float = 0.05) -> str:
+    """Pairwise tests (each ``a`` minus ``b``, with ``mean_diff`` and ``key``) as prose: one
+    sentence per model that others beat significantly ("TextEmbedding and GenreYearPopularity
+    are significantly better than Random."), then one for the pairs the data cannot tell
+    apart ("TextEmbedding and GenreYearPopularity are not significantly different.")."""
+    beaten: dict[str, list[str]] = {}
+    ties: list[str] = []
+    for t in tests:
+        if t[key] < alpha:
+            high, low = (t["a"], t["b"]) if t["mean_diff"] > 0 else (t["b"], t["a"])
+            beaten.setdefault(low, []).append(high)
+        else:
+            ties.append(f"{t['a']} and {t['b']}")
+    sentences = [f"{_series(winners)} {'is' if len(winners) == 1 else 'are'} significantly better than {low}."
+                 for low, winners in beaten.items()]
+    if len(ties) == 1:
+        sentences.append(f"{ties[0]} are not significantly different.")
+    elif ties:
+        sentences.append(f"No significant difference between {'; nor between '.join(ties)}.")
+    return " ".join(sentences)
