@@ -47,7 +47,7 @@ NEEDS: dict[str, list[str]] = {
     "02_concepts": ["train:GPTRec:SEED"],
     "04_math": ["train:GPTRec:SEED"],
     "05_code": ["train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
-    "06_llm": [*LLM_RUNS, "train:GPTRec:SEEDS", "train:GPTRec-text:SEED"],
+    "06_llm": [*LLM_RUNS, "train:GPTRec:SEEDS", "train:GPTRec-text:SEED", "train:GPTRec-llm:SEED"],
     "07_applications": ["train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
     "09_evaluation": ["06_llm", "train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
     "10_outlook": ["train:GPTRec:SEED"],
@@ -62,7 +62,7 @@ TASK_NEEDS: dict[str, list[str]] = {
 #: Which ready task a free lane takes first: the long chains that others wait for.
 PRIORITY = ["llm:lora", "train:GPTRec", "llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat",
             "llm:size-gemma3-270m",
-            "llm:rerank-gptrec", "llm:rerank-gptrec-valid", "train:LSTM", "train:GPTRec-text", "10_outlook",
+            "llm:rerank-gptrec", "llm:rerank-gptrec-valid", "train:LSTM", "train:GPTRec-text", "train:GPTRec-llm", "10_outlook",
             "03_algorithms", "06_llm", "09_evaluation"]
 
 
@@ -243,9 +243,9 @@ def task_graph(names: list[str], profile: str, seed: int) -> dict[str, list[str]
 def command(task: str, profile: str, seed: int, threads: int) -> list[str]:
     if task.startswith("train:"):
         _, model, s = task.split(":")
-        extra = ["--item-init", "text"] if model.endswith("-text") else []
-        return [sys.executable, "-m", "recnotes.experiments", model.removesuffix("-text"), "--seed", s,
-                "--profile", profile, *extra]
+        model, _, init = model.partition("-")  # "GPTRec-text": GPTRec with its items started from text
+        extra = ["--item-init", init] if init else []
+        return [sys.executable, "-m", "recnotes.experiments", model, "--seed", s, "--profile", profile, *extra]
     if task.startswith("llm:"):
         return [sys.executable, "-m", "recnotes.llm_experiments", task.split(":", 1)[1], "--seed", str(seed),
                 "--profile", profile]

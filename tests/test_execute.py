@@ -31,7 +31,12 @@ def test_needs_name_existing_chapters_and_models():
         for need in needs:
             if need.startswith("train:"):
                 _, model, which = need.split(":")
-                assert model.removesuffix("-text") in CONFIGS and which in ("SEED", "SEEDS")
+                from recnotes.experiments import ITEM_INITS
+
+                base, _, init = model.partition("-")
+                assert base in CONFIGS and which in ("SEED", "SEEDS") and (not init or init in ITEM_INITS)
+                command = execute.command(need.replace("SEEDS", "0").replace("SEED", "0"), "ci", 0, 1)
+                assert command[3] == base and (["--item-init", init] == command[-2:] if init else True)
             elif need.startswith("llm:"):
                 from recnotes.llm_experiments import GROUPS, TASKS
 

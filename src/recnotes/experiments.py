@@ -128,6 +128,10 @@ class LSTMConfig(NeuralConfig):
                     train_config=self.train_config())
 
 
+#: where GPTRec's item embeddings start (GPTRecConfig.item_init)
+ITEM_INITS = ("random", "text", "llm")
+
+
 @dataclass(frozen=True)
 class GPTRecConfig(NeuralConfig):
     dim: int = 64
@@ -137,16 +141,26 @@ class GPTRecConfig(NeuralConfig):
     dropout: float = 0.3
     ffn_mult: int = 4
     attn_dropout: float = 0.0
-    item_init: str = "random"  # or "text": item embeddings start from the pinned sentence encoder
+    # or "text": item embeddings start from the pinned sentence encoder; "llm": from the pinned
+    # LLM's final hidden state of each film's line (models.llm.items, HLLM's item embedding)
+    item_init: str = "random"
 
     def build(self) -> Recommender:
-        if self.item_init not in ("random", "text"):
-            raise ValueError(f"item_init must be 'random' or 'text', not {self.item_init!r}")
+        if self.item_init not in ITEM_INITS:
+            raise ValueError(f"item_init must be one of {ITEM_INITS}, not {self.item_init!r}")
         vectors = None
         if self.item_init == "text":
             from .models.text import encode_items, load_encoder
 
             vectors = encode_items(load_split(self.dataset).data.item_meta, load_encoder())
+        elif self.item_init == "llm":
+            import torch
+
+            from .models.llm import HFBackend, item_titles
+            from .models.llm.items import llm_item_vectors
+
+            backend = HFBackend.from_pretrained(device="cpu", dtype=torch.float32)  # the same on every CPU
+            vectors = llm_item_vectors(backend, item_titles(load_split(self.dataset).data))
         return GPTRec(self.dim, self.n_layers, self.n_heads, self.max_len, self.dropout,
                       self.ffn_mult, self.attn_dropout, train_config=self.train_config(), item_vectors=vectors)
 
@@ -336,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", default=None, help="full | ci | smoke (default: $RECNOTES_PROFILE or full)")
     parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--item-init", default=None, choices=["random", "text"],
-                        help="GPTRec only: start the item embeddings from the text encoder")
+    parser.add_argument("--item-init", default=None, choices=list(ITEM_INITS),
+                        help="GPTRec only: start the item embeddings from the text encoder or the LLM")
     args = parser.parse_args(argv)
     extra = {"item_init": args.item_init} if args.item_init else {}
     if extra and args.model != "GPTRec":
