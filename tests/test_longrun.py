@@ -156,3 +156,44 @@ def test_curve_and_plateau_against_brute_force():
     assert flat["first_not_below"] > 1000  # the first points are far below
     result = longrun.eval_result(record)
     assert result.model == longrun.MODEL_NAMES["chosen"] and list(result.users) == record["test_users"]
+
+
+SIZE_RECORDS = sorted(p for p in (ROOT / longrun.RECORD_DIR).glob("*.json") if p.stem in longrun.SIZES)
+
+
+def test_size_config_is_the_books_in_budget_recipe_on_another_model():
+    from recnotes.llm_experiments import LoRAConfig
+
+    book = LoRAConfig(profile="full")
+    for name, model in longrun.SIZES.items():
+        config = longrun.size_config(name, profile="full")
+        assert config.llm_model == model
+        assert config.settings() == book.settings()  # only the model differs
+        assert longrun.record_path(name).name == f"{name}.json" and longrun.adapters_dir(name).name == name
+    assert longrun.record_path("chosen").name == "lora-chosen.json"
+    with pytest.raises(ValueError, match="unknown model size"):
+        longrun.size_config("gpt-5")
+
+
+@pytest.mark.skipif(not SIZE_RECORDS, reason="no size record committed")
+@pytest.mark.parametrize("path", SIZE_RECORDS, ids=lambda p: p.stem)
+def test_size_record_ranks_give_its_metrics_and_controls(path):
+    record = json.loads(path.read_text())
+    points = record["points"]
+    assert points[0]["targets"] == 0 and points[-1]["targets"] == record["targets"]
+    assert record["targets"] >= longrun.size_config(path.stem, profile="full").settings().n_targets
+    for p in points:
+        for stage, users in (("test", record["test_users"]), ("valid", record["valid_users"])):
+            ranks = np.asarray(p[stage]["ranks"])
+            assert len(ranks) == len(users) and ranks.min() >= 0 and ranks.max() < 20
+            assert p[stage]["ndcg10"] == pytest.approx(float(np.mean(rank_metrics(ranks, (10,))["NDCG@10"])))
+    # the controls: the prior alone for the zero-shot and final points, on the same users
+    for k in (0, record["targets"]):
+        prior = longrun.prior_per_user(record, k)
+        assert list(prior.index) == record["test_users"]
+        assert prior["NDCG@10"].between(0, 1).all()
+        assert 0 <= record["controls"]["top_popular"][str(k)] <= 1
+    assert longrun.model_name(record, 0).startswith("LLMRanker[likelihood,list], ")
+    assert longrun.eval_result(record).model == longrun.model_name(record)
+    assert record["model"] == longrun.SIZES[path.stem] and record["parameters"] > 2e8
+    assert (ROOT / record["adapters"]["folder"] / "adapter_config.json").is_file()

@@ -536,6 +536,23 @@ def _whole(**kw) -> Callable[..., LLMScoresConfig | None]:
     return make
 
 
+def _size(name: str, **kw) -> Callable[..., LLMScoresConfig | None]:
+    """The committed final adapters of the second model size ``name`` (:data:`recnotes.longrun.SIZES`),
+    scored on the record's users as the record scored them: the full profile on ML-100K with the
+    pinned models only (``kw``: other fields); None elsewhere."""
+    def make(dataset, seed, profile, llm_model=None, window=None):
+        from .longrun import SIZES, adapters_dir, read_record
+
+        folder = adapters_dir(name)
+        if llm_model is not None or dataset != "ml-100k" or profile != "full" or not folder.is_dir():
+            return None
+        record = read_record(name)
+        fields = {"max_history": record["settings"]["window"] - 1, "watched": True, **kw}
+        return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, template="list", llm_model=SIZES[name],
+                               reduce=record["reduce"], adapters=str(folder), **fields)
+    return make
+
+
 #: the kept adapters of the fine-tuning run that chapter 6 scores (its learning curve)
 CURVE = {"lora-1k": 1000, "lora-4k": 4000, "lora-8k": 8000}
 
@@ -556,6 +573,8 @@ TASKS: dict[str, Callable[..., ExperimentConfig]] = {
     "prior-lora": _scores(lora=True, template="list", max_history=0),
     "prior-lora-whole": _whole(max_history=0, watched=False),
     "zero-shot-list-10": _scores(template="list", max_history=10),
+    # a second model size: Gemma 3 270M's committed adapters (chapter 6's in-budget recipe), scored again
+    "size-gemma3-270m": _size("gemma3-270m"),
     "rerank-gptrec": _scores(lora=True, template="list", candidates="GPTRec-top20"),
     # the same on the validation films: the blend's weight is chosen there
     "rerank-gptrec-valid": _scores(lora=True, template="list", candidates="GPTRec-top20", stage="valid",

@@ -69,12 +69,34 @@ def _root() -> Path:
     return ROOT
 
 
+#: a second pinned size, fine-tuned with chapter 6's in-budget recipe unchanged (LoRAConfig's
+#: defaults: 8,000 targets, the same rank, blocks, window and learning rate): its record's name
+#: and the model.  The run is longer than ``make book`` can hold (the larger vocabulary costs
+#: most), so it is a record too, re-derived by chapter 6.
+SIZES = {"gemma3-270m": "gemma3-270m-gguf"}
+
+
 def record_path(name: str, root: Path | None = None) -> Path:
-    return (root or _root()) / RECORD_DIR / f"lora-{name}.json"
+    return (root or _root()) / RECORD_DIR / f"{_stem(name)}.json"
 
 
 def adapters_dir(name: str, root: Path | None = None) -> Path:
-    return (root or _root()) / RECORD_DIR / f"lora-{name}"
+    return (root or _root()) / RECORD_DIR / _stem(name)
+
+
+def _stem(name: str) -> str:
+    return name if name in SIZES else f"lora-{name}"
+
+
+def size_config(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None):
+    """The in-budget fine-tuning of chapter 6 (``LoRAConfig``'s defaults) on the pinned model ``name``
+    of :data:`SIZES`."""
+    from .llm_experiments import LoRAConfig
+    from .profiles import resolve_profile
+
+    if name not in SIZES:
+        raise ValueError(f"unknown model size {name!r}; choose one of {sorted(SIZES)}")
+    return LoRAConfig(dataset=dataset, seed=seed, profile=resolve_profile(profile), llm_model=SIZES[name])
 
 
 def whole_config(name: str = "chosen", dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
@@ -95,18 +117,22 @@ def whole_config(name: str = "chosen", dataset: str = "ml-100k", seed: int = 0, 
 
 
 def point_scores(config, split, stage: str, n_users: int | None, progress: bool = False,
-                 watched: bool = False, reduce: str = "mean") -> dict:
+                 watched: bool = False, reduce: str = "mean", prior: bool = False,
+                 points: tuple[int, ...] | None = None) -> dict:
     """The zero-shot list ranker and every kept point of ``config``'s run on the P2 candidates of
     ``stage``: ``{targets (0 for zero-shot): LLMScores}``, the blocks below the adapters computed
-    once per user for all of them."""
+    once per user for all of them.  ``prior``: the header alone, no film of the user's (the
+    prior-alone control); ``points``: only these (0 and kept targets)."""
     from .llm_experiments import LLMScoresConfig, _backend, llm_scores
     from .models.llm.likelihood import LowerLayers
 
     common = dict(dataset=config.dataset, seed=config.seed, profile=config.profile, llm_model=config.llm_model,
-                  template="list", max_history=config.window - 1, stage=stage, n_users=n_users,
+                  template="list", max_history=0 if prior else config.window - 1, stage=stage, n_users=n_users,
                   watched=watched, reduce=reduce)
     configs = {0: LLMScoresConfig(**common)}
     configs |= {k: LLMScoresConfig(**common, lora=config, lora_targets=k) for k in config.settings().keep}
+    if points is not None:
+        configs = {k: c for k, c in configs.items() if k in points}
     n_layers = _backend(config.llm_model).model.config.num_hidden_layers
     lower = LowerLayers(n_layers - config.layers) if config.layers < n_layers else None
     return {k: llm_scores(c, split, progress=progress, lower=lower, time_alone=False) for k, c in configs.items()}
@@ -154,6 +180,38 @@ def settings_words(record: dict, book: dict) -> str:
     return ("the book's own settings held up: " if same else "") + ", ".join(parts)
 
 
+#: the second sizes' names for a reader (their models' identifiers end with it)
+SIZE_LABELS = {"gemma3-270m": "Gemma 3 270M"}
+
+
+def model_name(record: dict, targets: int | None = None) -> str:
+    """The identifier of the record's model after ``targets`` (default: its last point): a long
+    run's :data:`MODEL_NAMES`; a size record's zero-shot or fine-tuned list ranker, named after
+    the model (``"LLMRanker[LoRA 8000 targets,list], Gemma 3 270M"``)."""
+    name = record["settings_name"]
+    targets = record["targets"] if targets is None else targets
+    if name in SIZES:
+        how = "likelihood" if targets == 0 else f"LoRA {targets} targets"
+        return f"LLMRanker[{how},list], {SIZE_LABELS[name]}"
+    if targets != record["targets"]:
+        raise ValueError(f"the long run's points other than the last have no model name of their own")
+    return MODEL_NAMES[name]
+
+
+def prior_per_user(record: dict, targets: int, ks=(1, 5, 10)):
+    """A size record's prior-alone control (the list prompt's header, no film of the user's) after
+    ``targets`` (0: zero-shot), per test user, as :func:`per_user`."""
+    import pandas as pd
+
+    from .evaluate.metrics import rank_metrics
+
+    ranks = record["controls"]["prior_alone"].get(str(targets))
+    if ranks is None:
+        raise KeyError(f"no prior-alone control after {targets} targets; the record has "
+                       f"{sorted(record['controls']['prior_alone'])}")
+    return pd.DataFrame(rank_metrics(np.asarray(ranks), ks), index=pd.Index(record["test_users"], name="user"))
+
+
 def per_user(record: dict, targets: int, stage: str = "test", ks=(1, 5, 10)):
     """The per-user metrics of the record's point after ``targets`` targets (0: zero-shot), as an
     evaluator's ``per_user`` frame (index: the users)."""
@@ -169,15 +227,14 @@ def per_user(record: dict, targets: int, stage: str = "test", ks=(1, 5, 10)):
 
 
 def eval_result(record: dict, targets: int | None = None, stage: str = "test", ks=(1, 5, 10)):
-    """The record's point after ``targets`` targets (default: the whole pass) as an evaluator's
-    result on protocol P2, named as :data:`MODEL_NAMES` names the run."""
+    """The record's point after ``targets`` targets (default: the last) as an evaluator's result on
+    protocol P2, named by :func:`model_name`."""
     from .evaluate.protocols import EvalResult
 
     targets = record["targets"] if targets is None else targets
     frame = per_user(record, targets, stage, ks)
     ranks = np.asarray(next(p for p in record["points"] if p["targets"] == targets)[stage]["ranks"])
-    return EvalResult("P2", MODEL_NAMES[record["settings_name"]], frame.index.to_numpy(), ranks, frame,
-                      tuple(ks), stage, 20)
+    return EvalResult("P2", model_name(record, targets), frame.index.to_numpy(), ranks, frame, tuple(ks), stage, 20)
 
 
 def curve(record: dict, stage: str = "test", n_bootstrap: int = 1000, seed: int = 0):
@@ -330,7 +387,9 @@ def check_rederived(record: dict, users, ranks, tolerance: dict | None = None) -
     return out
 
 
-def make_record(name: str, config, run, split, points: dict[str, dict], seconds: float) -> dict:
+def make_record(name: str, config, run, split, points: dict[str, dict], seconds: float,
+                what: str = "chapter 6's LLM fine-tuned over every training title once, with adapters kept along the way",
+                command: str | None = None) -> dict:
     """The committed record of a long run (see the module docstring)."""
     from .device import cpu_description, get_device, inference_dtype
 
@@ -349,9 +408,9 @@ def make_record(name: str, config, run, split, points: dict[str, dict], seconds:
                      "valid": {"ranks": v_ranks.tolist(), "ndcg10": ndcg10(v_ranks)}})
     device = get_device(None)
     return {
-        "what": "chapter 6's LLM fine-tuned over every training title once, with adapters kept along the way",
-        "settings_name": name, "command": f"python -m recnotes.longrun --settings {name}",
-        "settings": json.loads(json.dumps(asdict(config.settings()))), "reduce": SETTINGS[name]["reduce"],
+        "what": what, "settings_name": name, "command": command or f"python -m recnotes.longrun --settings {name}",
+        "settings": json.loads(json.dumps(asdict(config.settings()))),
+        "reduce": SETTINGS[name]["reduce"] if name in SETTINGS else "mean",
         "machine": cpu_description(), "device": device.type, "dtype": str(inference_dtype(device)).removeprefix("torch."),
         "threads": 1, "versions": versions(), "finished": time.strftime("%Y-%m-%d"),
         # the last kept point (the whole pass: every target; a small profile's cap may end inside a step)
@@ -359,8 +418,67 @@ def make_record(name: str, config, run, split, points: dict[str, dict], seconds:
         "train_targets": run.train_targets, "trainable_parameters": run.trainable_parameters,
         "test_users": [int(u) for u in test[0].users], "valid_users": [int(u) for u in valid[0].users],
         "candidates_seed": config.seed, "loss": loss, "points": rows,
-        "adapters": {"folder": str(RECORD_DIR / f"lora-{name}"), "targets": run.targets},
+        "adapters": {"folder": str(RECORD_DIR / _stem(name)), "targets": run.targets},
     }
+
+
+def size_controls(config, split, test: dict, n_users: int | None) -> dict:
+    """A size record's controls on the test users: the prior alone (the header, no film of the
+    user's) for the zero-shot prompt and the final adapters, and the share of users whose top
+    candidate is the most popular of their 20 (training interactions)."""
+    from .models.llm import top_agreement, train_popularity
+
+    final = max(test)
+    prior = point_scores(config, split, "test", n_users, progress=True, watched=True, prior=True, points=(0, final))
+    popularity = train_popularity(split.histories("test"), split.n_items)  # as chapter 6 counts it
+    return {"prior_alone": {str(k): _ranks(r, split, "test").tolist() for k, r in prior.items()},
+            "top_popular": {str(k): top_agreement(r.scores, r.items, popularity) for k, r in test.items()}}
+
+
+def run_size(name: str, profile: str | None, seed: int, root: Path) -> Path:
+    """Fine-tune the pinned model ``name`` of :data:`SIZES` with chapter 6's in-budget recipe, score
+    the zero-shot list prompt and every kept point (test and validation users, as the long run),
+    the controls (:func:`size_controls`), and write its record and final adapters."""
+    from .experiments import load_split
+    from .llm_experiments import lora_run
+    from .profiles import get_profile
+
+    start = time.perf_counter()
+    split = load_split("ml-100k")
+    config = size_config(name, seed=seed, profile=profile)
+    print(f"{SIZES[name]}: fine-tuning over {config.settings().n_targets:,} targets ({config.profile} profile); "
+          f"an interrupted run resumes from its checkpoint", flush=True)
+    run = lora_run(config, split, progress=True)
+    n_test = get_profile(config.profile).p2_users
+    points = {"test": point_scores(config, split, "test", n_test, progress=True, watched=True),
+              "valid": point_scores(config, split, "valid", VALID_USERS if config.profile == "full" else None,
+                                    progress=True)}
+    controls = size_controls(config, split, points["test"], n_test)
+    command = f"python -m recnotes.longrun --size {name}" + ("" if config.profile == "full" else f" --profile {config.profile}")
+    record = make_record(name, config, run, split, points, time.perf_counter() - start,
+                         what=f"chapter 6's in-budget fine-tuning, unchanged, on a second model: {SIZES[name]}",
+                         command=command)
+    from .llm_experiments import _backend
+
+    backend = _backend(SIZES[name])
+    record |= {"model": SIZES[name], "origin": backend.origin, "parameters": backend.describe()["parameters"],
+               "blocks": backend.describe()["blocks"], "vocab": int(backend.model.config.vocab_size),
+               "controls": controls}
+    if config.profile != "full":
+        record["profile"] = config.profile
+    path = record_path(name, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_peft(config, adapters_dir(name, root), split)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    _print(record, path)
+    return path
+
+
+def _print(record: dict, path: Path) -> None:
+    for row in record["points"]:
+        print(f"{row['targets']:>7,} targets  {row['seconds']:7.0f} s  test NDCG@10 {row['test']['ndcg10']:.4f}"
+              f"  valid {row['valid']['ndcg10']:.4f}")
+    print(f"{path} ({' '.join(shlex.quote(a) for a in sys.argv)})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,11 +490,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m recnotes.longrun", description=__doc__.split("\n")[0])
     parser.add_argument("--settings", default="chosen", choices=sorted(SETTINGS))
+    parser.add_argument("--size", default=None, choices=sorted(SIZES),
+                        help="instead: chapter 6's in-budget recipe on this second pinned model")
     parser.add_argument("--profile", default=None, help="full (the record) | ci | smoke")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=ROOT, help="where book/longrun is (default: this checkout)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.size:
+        run_size(args.size, args.profile, args.seed, args.root)
+        return 0
     start = time.perf_counter()
     split = load_split("ml-100k")
     config = whole_config(args.settings, seed=args.seed, profile=args.profile, split=split)
@@ -398,10 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_peft(config, adapters_dir(args.settings, args.root), split)
     path.write_text(json.dumps(record, indent=1) + "\n")
-    for row in record["points"]:
-        print(f"{row['targets']:>7,} targets  {row['seconds']:7.0f} s  test NDCG@10 {row['test']['ndcg10']:.4f}"
-              f"  valid {row['valid']['ndcg10']:.4f}")
-    print(f"{path} ({' '.join(shlex.quote(a) for a in sys.argv)})")
+    _print(record, path)
     return 0
 
 

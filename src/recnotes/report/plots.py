@@ -24,10 +24,10 @@ def set_style() -> None:
                       "axes.labelsize": 11, "figure.figsize": (6.4, 3.8)})
 
 
-def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, **kw):
-    """A figure with ``ncols`` axes in the house style; returns ``(fig, axes)``."""
+def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, nrows: int = 1, **kw):
+    """A figure with ``nrows`` x ``ncols`` axes in the house style; returns ``(fig, axes)``."""
     set_style()
-    fig, axes = plt.subplots(1, ncols, figsize=(width, height), constrained_layout=True, **kw)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), constrained_layout=True, **kw)
     return fig, axes
 
 

@@ -35,7 +35,7 @@ def repository(config) -> tuple[str, str]:
 
 
 #: what the clone command says while no repository is configured: (url, folder)
-NO_URL = ("<the book's repository>", "<its folder>")
+NO_URL = ("<repository-url>", "<repository-folder>")
 
 
 def substitute(text: str, config) -> str:
@@ -50,7 +50,9 @@ def _config_inited(app, config) -> None:
 
     if config.mathjax_path == MATHJAX_URL:  # Sphinx's default: a CDN
         config.mathjax_path = MATHJAX_PATH
-    if not repository(config)[0]:
+    if repository(config)[0]:
+        config.html_theme_options = {**(config.html_theme_options or {}), "use_repository_button": True}
+    else:
         from sphinx.util import logging
 
         options = dict(config.html_theme_options or {})
