@@ -71,16 +71,3 @@ def test_the_check_sees_a_hidden_name():
         path.write_text(text)
         assert hidden_names_in_visible_cells(path) == [(1, {"secret"})]
 
-
-#: the characters of a code line that the text column shows at 1280 px without scrolling
-COLUMN = 80
-
-
-@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
-def test_visible_code_fits_the_column(src):
-    """A code line a reader sees (folded cells included: they open) fits the text column; a
-    longer one scrolls sideways, cut at the column's edge."""
-    nb = jupytext.read(src)
-    long = [line for c in nb.cells if c.cell_type == "code" and not HIDDEN & set(c.metadata.get("tags", []))
-            for line in c.source.splitlines() if len(line) > COLUMN]
-    assert not long, f"{len(long)} visible code lines longer than {COLUMN} characters: {long[:3]}"
