@@ -16,6 +16,10 @@ every point's per-user ranks; the final adapters go beside it in peft's format
 (``adapter_config.json`` and ``adapter_model.safetensors``), which
 ``PeftModel.from_pretrained`` loads over the pinned model.
 
+A second model size runs the same way with chapter 6's in-budget recipe unchanged
+(:data:`SIZES`; ``python -m recnotes.longrun --size gemma3-270m``): its record, with the
+prior-alone and popularity controls, goes to ``book/longrun/<name>.json`` beside its adapters.
+
 ``make book`` never trusts the record silently: chapter 6 scores the committed final
 adapters again on its users and :func:`check_rederived` fails the chapter when the result
 differs from the record by more than :data:`TOLERANCE`.
@@ -194,7 +198,7 @@ def model_name(record: dict, targets: int | None = None) -> str:
         how = "likelihood" if targets == 0 else f"LoRA {targets} targets"
         return f"LLMRanker[{how},list], {SIZE_LABELS[name]}"
     if targets != record["targets"]:
-        raise ValueError(f"the long run's points other than the last have no model name of their own")
+        raise ValueError("the long run's points other than the last have no model name of their own")
     return MODEL_NAMES[name]
 
 

@@ -311,7 +311,6 @@ def score_packed(model: torch.nn.Module, batch: Sequence[tuple[Sequence[int], Se
     if len(batch) == 0:
         return []
     decoder, head = decoder_and_head(model)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dtype = next(model.parameters()).dtype
     rows = _packed_rows(batch)
     length = max(len(r[0]) for r in rows)
