@@ -76,18 +76,25 @@ def _target_values(scores: torch.Tensor, item: int, target: str) -> np.ndarray:
     raise ValueError(f"target must be 'logprob' or 'logit', not {target!r}")
 
 
+def _checked_window(model, history: Sequence[int], item: int, least: int, too_short: str) -> np.ndarray:
+    """The window the model reads (:func:`model_window`), after checking that it holds at least
+    ``least`` items (else ``too_short``) and that ``item`` is a real item id."""
+    window = model_window(model, history)
+    if len(window) < least:
+        raise ValueError(too_short)
+    n_items = getattr(model, "n_items", None)
+    if not 1 <= int(item) <= (n_items or int(item)):
+        raise ValueError(f"item must be a real item id in 1..{n_items}, not {item}")
+    return window
+
+
 @torch.no_grad()
 def leave_one_out(model, history: Sequence[int], item: int, target: str = "logprob") -> np.ndarray:
     """Attribution ``[L]`` of each window item to ``item``: its score with the whole
     window minus its score with that one item removed (``target`` = ``"logprob"``,
     the log-softmax over the catalogue, or ``"logit"``).  Positive: the item pushed
     the recommendation up.  All ``L`` shortened windows are scored in one batch."""
-    window = model_window(model, history)
-    if len(window) < 2:
-        raise ValueError("leave-one-out needs at least two history items")
-    n_items = getattr(model, "n_items", None)
-    if not 1 <= int(item) <= (n_items or int(item)):
-        raise ValueError(f"item must be a real item id in 1..{n_items}, not {item}")
+    window = _checked_window(model, history, item, 2, "leave-one-out needs at least two history items")
     dropped = [np.delete(window, j) for j in range(len(window))]
     scores = torch.as_tensor(model.score([window] + dropped))
     values = _target_values(scores, int(item), target)
@@ -100,12 +107,7 @@ def occlusion(model, history: Sequence[int], item: int, target: str = "logprob")
     window minus its score with that one item's embedding left out, every position kept
     (``target`` as in :func:`leave_one_out`).  Positive: the item pushed the recommendation
     up.  The window and its ``L`` masked copies are scored in one batch."""
-    window = model_window(model, history)
-    if len(window) < 1:
-        raise ValueError("the history has no real item")
-    n_items = getattr(model, "n_items", None)
-    if not 1 <= int(item) <= (n_items or int(item)):
-        raise ValueError(f"item must be a real item id in 1..{n_items}, not {item}")
+    window = _checked_window(model, history, item, 1, "the history has no real item")
     was_training = model.training
     model.eval()
     length = len(window)
