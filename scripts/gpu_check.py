@@ -121,7 +121,9 @@ def llm_backend(device: torch.device, titles: list[str], random_weights: bool = 
     """The pinned model if its weights are here, else a random model of its architecture."""
     from recnotes.models.llm import HFBackend
 
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    from recnotes.device import inference_dtype
+
+    dtype = inference_dtype(device) if device.type == "cuda" else torch.float32
     if not random_weights:
         try:
             backend = HFBackend.from_pretrained(device=device, dtype=dtype)
@@ -197,19 +199,21 @@ def llm(device: torch.device, quick: bool, random_weights: bool = False) -> dict
 
 
 #: largest |packed - naive| allowed per dtype (mean log-probability per token; bf16 rounds the
-#: hidden states differently along the two paths, float32 only sums in another order)
-TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 0.1}
+#: hidden states differently along the two paths, float32 only sums in another order; float16,
+#: the inference dtype of cards without native bf16, keeps 3 more mantissa bits than bf16)
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 0.1, torch.float16: 0.02}
 
 
 def correctness(backend, titles, histories, items) -> dict:
-    """The packed scorer against the naive one (each candidate with its own prompt), in float32
-    and in bf16, on the backend's device."""
+    """The packed scorer against the naive one (each candidate with its own prompt), in float32,
+    in bf16 and in the device's inference dtype, on the backend's device."""
     import copy
 
+    from recnotes.device import inference_dtype
     from recnotes.models.llm import HFBackend, LLMRanker
 
     out = {}
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dict.fromkeys((torch.float32, torch.bfloat16, inference_dtype(backend.device))):
         model = copy.deepcopy(backend.model).to(dtype=dtype)
         other = HFBackend(model, backend.tokenizer, name=backend.name, device=backend.device)
         packed = LLMRanker(other, titles, template="list", max_history=19, batch_users=4).score_candidates(
@@ -236,11 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     os.environ.setdefault("RECNOTES_PROGRESS", "0")
-    from recnotes.device import cpu_description
+    from recnotes.device import cpu_description, precision
 
+    policy = precision(device)
     report: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description(),
-                    "torch": torch.__version__, "python": platform.python_version(), "quick": args.quick}
-    log(f"gpu_check on {report['device']} (torch {torch.__version__})")
+                    "torch": torch.__version__, "python": platform.python_version(), "quick": args.quick,
+                    "precision": {"autocast": str(policy.autocast), "head": str(policy.head),
+                                  "inference": str(policy.inference), "loss_scaling": policy.loss_scaling,
+                                  "reason": policy.reason}}
+    log(f"gpu_check on {report['device']} (torch {torch.__version__}); precision: {policy.reason}")
     if "gptrec" not in args.skip:
         report["gptrec"] = gptrec(device, args.quick)
     if "llm" not in args.skip:

@@ -294,3 +294,31 @@ def test_micro_batches_accumulate_the_whole_batchs_gradient(split, backend, obje
     assert grads[1][0] == pytest.approx(grads[None][0], rel=1e-5)
     for n, g in grads[None][1].items():
         torch.testing.assert_close(grads[1][1][n], g, rtol=1e-4, atol=1e-7)
+
+
+def test_float16_weights_train_with_a_scaled_loss_as_float32_does(split, backend):
+    """Base weights in float16 (the inference dtype of CUDA cards without native bf16) train the
+    float32 adapters under float16 autocast with a loss scaler: the losses follow float32's to
+    within float16's rounding, and the adapters move as they do."""
+    titles = item_titles(split.data)
+    settings = LoRASettings(window=6, n_targets=24, keep=(24,), batch_size=4, layers=2, lr=5e-2, warmup_steps=1)
+    runs = {}
+    for dtype in (torch.float32, torch.float16):
+        tuned = FineTunedLLMRanker(HFBackend(copy.deepcopy(backend.model), backend.tokenizer, name="t",
+                                             device=torch.device("cpu")), titles, settings)
+        tuned.backend.model = tuned.backend.model.to(dtype)
+        for name, p in tuned.backend.model.named_parameters():
+            if "lora_" in name:
+                p.data = p.data.float()
+        tuned.fit(split, progress=False)
+        runs[dtype] = tuned
+    half, full = runs[torch.float16], runs[torch.float32]
+    assert half._scaler.is_enabled() and not full._scaler.is_enabled()
+    for a, b in zip(half.history, full.history):
+        assert a["loss"] == pytest.approx(b["loss"], rel=0.02)
+    moved = {k: v for k, v in half.adapter_state().items() if "lora_B" in k}
+    ref = full.adapter_state()
+    assert all(v.abs().max() > 0 for v in moved.values())  # lora_B starts at zero
+    for k, v in moved.items():
+        cos = torch.nn.functional.cosine_similarity(v.flatten(), ref[k].flatten(), dim=0)
+        assert cos > 0.9, (k, float(cos))

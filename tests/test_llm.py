@@ -4,7 +4,6 @@ reference, prompt templates, list-wise answer parsing, and the bias probes."""
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
@@ -64,21 +63,6 @@ class ScriptedBackend(LLMBackend):
 
 
 # -------------------------------------------------------------- the model
-def test_default_dtype_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
-    from recnotes.device import inference_dtype, native_cpu_bf16
-
-    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
-    assert native_cpu_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
-    monkeypatch.delenv("RECNOTES_LLM_DTYPE", raising=False)
-    assert inference_dtype(torch.device("cpu")) == (torch.bfloat16 if native_cpu_bf16() else torch.float32)
-    assert inference_dtype(torch.device("cuda")) == torch.bfloat16
-    monkeypatch.setenv("RECNOTES_LLM_DTYPE", "float32")
-    assert inference_dtype(torch.device("cuda")) == torch.float32
-    monkeypatch.setenv("RECNOTES_LLM_DTYPE", "half")
-    with pytest.raises(ValueError, match="float32 or bfloat16"):
-        inference_dtype(torch.device("cpu"))
-
-
 def test_bf16_ranks_like_float32(backend, titles):
     """The default on a bf16-capable CPU changes scores only slightly: same order, nearly."""
     bf16 = HFBackend(copy.deepcopy(backend.model).to(torch.bfloat16), backend.tokenizer, name="bf16",

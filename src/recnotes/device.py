@@ -1,4 +1,16 @@
-"""Pick the compute device once: CUDA, then Apple's MPS, then the CPU."""
+"""Pick the compute device once (CUDA, then Apple's MPS, then the CPU) and its precision.
+
+The precision policy, per device (:func:`precision`):
+
+* CUDA with native bf16 (compute capability 8.0 and newer: A100, L4, H100): bf16 autocast
+  for training, bf16 weights for inference, no loss scaling (bf16 has float32's range);
+* CUDA without it (capability below 8.0, such as Colab's free T4 at 7.5): float16 autocast
+  with loss scaling for training (float16's small range would flush small gradients to
+  zero), float16 weights for inference;
+* a CPU that multiplies bf16 natively (AVX512-BF16 or AMX): bf16 for the largest products
+  (the output layer in training, the LLM's weights), float32 elsewhere;
+* any other CPU, and MPS: float32.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +19,13 @@ import ctypes.util
 import os
 import platform
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-__all__ = ["get_device", "autocast_dtype", "describe_device", "cpu_note", "native_cpu_bf16", "inference_dtype",
+__all__ = ["get_device", "Precision", "precision", "autocast_dtype", "describe_device", "cpu_note", "native_cpu_bf16", "inference_dtype",
            "training_dtype", "keep_freed_memory", "cpu_description"]
 
 
@@ -29,9 +42,44 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+@dataclass(frozen=True)
+class Precision:
+    """What a device computes in (:func:`precision`)."""
+
+    #: autocast dtype of the training forward pass (None: float32, no autocast)
+    autocast: torch.dtype | None
+    #: dtype of the output layer's matrix products in training
+    head: torch.dtype
+    #: dtype of a pretrained LLM's weights when it only scores
+    inference: torch.dtype
+    #: whether training scales the loss (float16 gradients underflow without it)
+    loss_scaling: bool
+    #: why, in words (for a benchmark's or a GPU check's report)
+    reason: str
+
+
+def precision(device: torch.device | str) -> Precision:
+    """The precision policy of ``device`` (see the module docstring)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = 0 if device.index is None else device.index
+        major, minor = torch.cuda.get_device_capability(index)
+        if major >= 8:
+            return Precision(torch.bfloat16, torch.bfloat16, torch.bfloat16, False,
+                             f"CUDA compute capability {major}.{minor}: native bf16")
+        return Precision(torch.float16, torch.float16, torch.float16, True,
+                         f"CUDA compute capability {major}.{minor}: no native bf16, float16 with loss scaling")
+    if device.type == "cpu" and native_cpu_bf16():
+        return Precision(None, torch.bfloat16, torch.bfloat16, False,
+                         "CPU with native bf16 (AVX512-BF16 or AMX): bf16 for the largest products")
+    return Precision(None, torch.float32, torch.float32, False,
+                     f"{device.type.upper()} without native bf16: float32")
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 for mixed precision on CUDA; ``None`` (full float32) elsewhere."""
-    return torch.bfloat16 if torch.device(device).type == "cuda" else None
+    """The training forward pass's autocast dtype: bf16 or float16 on CUDA (by the card),
+    ``None`` (full float32) elsewhere."""
+    return precision(device).autocast
 
 
 @lru_cache(maxsize=1)
@@ -45,30 +93,32 @@ def native_cpu_bf16() -> bool:
     return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
-def _bf16_where_native(device: torch.device, variable: str) -> torch.dtype:
-    """bf16 on CUDA and on CPUs with native bf16, float32 elsewhere; ``$variable`` overrides."""
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _forced(variable: str) -> torch.dtype | None:
     forced = os.environ.get(variable)
-    if forced:
-        if forced not in ("float32", "bfloat16"):
-            raise ValueError(f"{variable} must be float32 or bfloat16, not {forced!r}")
-        return getattr(torch, forced)
-    device = torch.device(device)
-    native = device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
-    return torch.bfloat16 if native else torch.float32
+    if not forced:
+        return None
+    if forced not in _DTYPES:
+        raise ValueError(f"{variable} must be one of {', '.join(_DTYPES)}, not {forced!r}")
+    return _DTYPES[forced]
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:
-    """The weights' dtype for running a pretrained LLM: bf16 on CUDA and on CPUs with native
-    bf16 (about 2.7 times faster than float32 for SmolLM2 on one such core), float32 elsewhere.
-    ``$RECNOTES_LLM_DTYPE`` (``float32`` or ``bfloat16``) overrides it."""
-    return _bf16_where_native(device, "RECNOTES_LLM_DTYPE")
+    """The weights' dtype for running a pretrained LLM: bf16 on CUDA cards and CPUs with native
+    bf16 (about 2.7 times faster than float32 for SmolLM2 on one such core), float16 on CUDA
+    cards without native bf16, float32 elsewhere.  ``$RECNOTES_LLM_DTYPE`` (``float32``,
+    ``bfloat16`` or ``float16``) overrides it."""
+    return _forced("RECNOTES_LLM_DTYPE") or precision(device).inference
 
 
 def training_dtype(device: torch.device) -> torch.dtype:
     """The precision of the output layer's matrix products in training (the largest ones):
-    bf16 on CUDA and on CPUs with native bf16 (about 3.5 times faster than float32 for that
-    layer on one such core), float32 elsewhere.  ``$RECNOTES_TRAIN_DTYPE`` overrides it."""
-    return _bf16_where_native(device, "RECNOTES_TRAIN_DTYPE")
+    bf16 on CUDA cards and CPUs with native bf16 (about 3.5 times faster than float32 for that
+    layer on one such core), float16 on CUDA cards without native bf16, float32 elsewhere.
+    ``$RECNOTES_TRAIN_DTYPE`` overrides it."""
+    return _forced("RECNOTES_TRAIN_DTYPE") or precision(device).head
 
 
 @lru_cache(maxsize=1)

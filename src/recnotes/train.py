@@ -3,9 +3,9 @@
 Each user's training sequence is read once per epoch and every position
 predicts its next item (shifted targets, padding ignored) with a full-softmax
 cross-entropy over the catalogue, computed by the fused output layer of
-:mod:`recnotes.models.kernels` (its products in bf16 on CUDA and on CPUs that
-multiply bf16 natively, float32 elsewhere).  Seeded, device-agnostic (bf16
-autocast of the whole model on CUDA), AdamW with linear warm-up then cosine decay, early stopping on
+:mod:`recnotes.models.kernels`, in the device's precision (:func:`recnotes.device.precision`:
+bf16 where it is native, float16 with loss scaling on older CUDA cards, float32
+elsewhere).  Seeded, device-agnostic, AdamW with linear warm-up then cosine decay, early stopping on
 validation NDCG@10 with patience, best weights restored, and a checkpoint
 (safetensors + JSON) after every epoch from which an interrupted run resumes.
 """
@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .data.splits import pad_sequences
-from .device import autocast_dtype, get_device, keep_freed_memory, training_dtype
+from .device import get_device, keep_freed_memory, precision, training_dtype
 from .models.kernels import linear_cross_entropy, using_reference
 from .progress import progress_bar
 from .safeio import file_sha256, move_aside, write_atomic
@@ -200,8 +200,11 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, fused=fused or None)
     gen = torch.Generator().manual_seed(cfg.seed)
-    amp = autocast_dtype(device)
+    policy = precision(device)
+    amp = policy.autocast
     head_dtype = training_dtype(device)
+    # float16 autocast (CUDA cards without native bf16) scales the loss; elsewhere a pass-through
+    scaler = torch.amp.GradScaler(device.type, enabled=policy.loss_scaling)
     history: list[dict] = []
     best, best_state, bad, start = -math.inf, None, 0, 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -236,10 +239,12 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
             weight, bias = model.output_layer()
             loss = linear_cross_entropy(h, weight, bias, y[where], head_dtype)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             total += float(loss.detach()) * int(where.sum())
             count += int(where.sum())
         row = {"epoch": epoch + 1, "loss": total / count, "lr": opt.param_groups[0]["lr"]}

@@ -176,6 +176,8 @@ class FineTunedLLMRanker(LLMRanker):
         # windows per forward pass: fewer than a step's batch accumulates the step's gradient over
         # several passes (the same loss, less memory: the rank objective's packed rows are long)
         self.micro_batch = micro_batch
+        #: the loss scaler of float16 training (set by :meth:`fit`; a pass-through otherwise)
+        self._scaler: torch.amp.GradScaler | None = None
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self.targets_seen = 0
@@ -333,6 +335,9 @@ class FineTunedLLMRanker(LLMRanker):
             lm, rank = self._rank_forward(batch, negatives)
             return rank if self.settings.objective == "rank" else lm + rank
 
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self._scaler.scale(loss) if self._scaler is not None else loss).backward()
+
     def _step_loss(self, batch, negatives) -> torch.Tensor:
         """The step's loss, its gradient accumulated (``backward``) in passes of ``micro_batch``
         windows, each weighted by its share of what the loss averages over (line tokens for the
@@ -340,7 +345,7 @@ class FineTunedLLMRanker(LLMRanker):
         size = self.micro_batch or len(batch)
         if size >= len(batch):
             loss = self._loss(batch, negatives)
-            loss.backward()
+            self._backward(loss)
             return loss.detach()
         parts = [slice(i, i + size) for i in range(0, len(batch), size)]
         per_line = self.settings.objective != "lm"
@@ -349,7 +354,7 @@ class FineTunedLLMRanker(LLMRanker):
         total = 0.0
         for p, w in zip(parts, weights):
             part = self._loss(batch[p], negatives[p] if negatives is not None else None) * (w / sum(weights))
-            part.backward()
+            self._backward(part)
             total += float(part.detach())
         return torch.tensor(total)
 
@@ -450,6 +455,9 @@ class FineTunedLLMRanker(LLMRanker):
         model = self.backend.model
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
+        # float16 weights (CUDA cards without native bf16) train with a scaled loss
+        half = model.get_input_embeddings().weight.dtype == torch.float16
+        self._scaler = torch.amp.GradScaler(self.backend.device.type, enabled=half)
         steps = -(-len(windows) // s.batch_size)
         seen_after = np.cumsum([sum(len(w) for w in windows[i:i + s.batch_size])
                                 for i in range(0, len(windows), s.batch_size)])
@@ -482,8 +490,10 @@ class FineTunedLLMRanker(LLMRanker):
                              for u, w in zip(users[step * s.batch_size:(step + 1) * s.batch_size], chunk)]
             opt.zero_grad(set_to_none=True)
             loss = self._step_loss([self._tokens(w) for w in chunk], negatives)
+            self._scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            self._scaler.step(opt)
+            self._scaler.update()
             seen = int(seen_after[step])
             before = int(seen_after[step - 1]) if step else 0
             self.train_seconds += time.perf_counter() - t0
