@@ -62,8 +62,9 @@ def test_paired_table_and_verdicts():
     per_user = {"better": base + 0.2, "same": base + rng.normal(0, 0.01, 300), "base": base}
     table = paired_table(per_user, "base", seed=0)
     tests = {t["vs"]: t for t in table.attrs["tests"]}
-    assert list(table.columns) == ["difference", "95% CI", "p", "p (Holm)", "users"]
-    assert table.loc["better", "difference"] == "-0.200"
+    assert list(table.columns) == ["difference (base − row)", "95% CI", "p", "p (Holm)", "users"]
+    assert table.loc["better", "difference (base − row)"] == "-0.200"
+    assert list(paired_table(per_user, "base", seed=0, label="the base").columns)[0] == "difference (the base − row)"
     assert table.loc["better", "p"] == "< 1e-4"
     assert verdict(tests["better"]) == "significantly worse"
     assert verdict(tests["same"]) == "not significantly different"

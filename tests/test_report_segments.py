@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from recnotes.evaluate import paired_test
+from recnotes.report.compare import fmt_p
 from recnotes.report.segments import (beaten_in, join_words, leaders_summary, markdown_table, pairs_table,
                                       segment_leaders, segment_values, segment_wide)
 
@@ -51,8 +52,8 @@ def test_leaders_match_their_paired_tests():
         ref = paired_test(pu[t["winner"]].loc[users, "NDCG@10"], pu[t["runner_up"]].loc[users, "NDCG@10"],
                           n_boot=2000, seed=0)
         assert t["p_value"] == pytest.approx(ref["p_value"])
-        assert table.loc[str(t["segment"]), "verdict"] == ("significant" if ref["p_value"] < 0.05 else
-                                                           "not significant")
+        assert t["significant"] == (ref["p_value"] < 0.05)
+        assert table.loc[str(t["segment"]), "p"] == fmt_p(ref["p_value"], 2000)
     assert table.index.name is None and table.columns.name is None
 
 
@@ -111,7 +112,7 @@ def test_leaders_of_two_segmentations():
 def test_pairs_table_is_holm_adjusted_and_matches_paired_tests():
     pu = {n: f["NDCG@10"] for n, f in per_user("close in c").items()}
     table = pairs_table(pu, n_perm=2000)
-    assert list(table.index) == ["A vs B", "A vs C", "B vs C"]
+    assert list(table.index) == ["A minus B", "A minus C", "B minus C"]  # the row says what the difference is
     ps = [paired_test(pu[t["a"]], pu[t["b"]], n_boot=2000)["p_value"] for t in table.attrs["tests"]]
     assert [t["p_value"] for t in table.attrs["tests"]] == pytest.approx(ps)
     order = np.argsort(ps)

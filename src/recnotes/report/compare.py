@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..evaluate.uncertainty import bootstrap_ci, paired_test
 
-__all__ = ["fmt", "fmt_p", "fmt_ci", "accuracy_table", "paired_table", "paired_rows", "holm", "verdict", "tidy"]
+__all__ = ["fmt", "fmt_p", "fmt_ci", "signed", "accuracy_table", "paired_table", "paired_rows", "holm", "verdict", "tidy"]
 
 
 def fmt(x: float, digits: int = 3) -> str:
@@ -30,6 +30,14 @@ def fmt(x: float, digits: int = 3) -> str:
     magnitude = math.floor(math.log10(abs(x)))
     decimals = max(0, digits - 1 - magnitude)
     return f"{x:,.{decimals}f}" if magnitude >= digits - 1 else f"{x:.{decimals}f}"
+
+
+def signed(x: float, digits: int = 3) -> str:
+    """A difference with its sign and ``digits`` significant digits, never in exponent
+    notation (``+0.0123``, ``-0.0000158``, ``0``): how the prose and the tables write a
+    paired difference."""
+    text = fmt(float(x), digits)
+    return text if text.startswith("-") or text == "0" else f"+{text}"
 
 
 def fmt_p(p: float, n_perm: int = 10_000) -> str:
@@ -95,10 +103,11 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 
 def paired_table(per_user: Mapping[str, pd.Series], model: str, others: Sequence[str] | None = None,
-                 seed: int = 0, correct: bool = True, n_perm: int = 10_000) -> pd.DataFrame:
+                 seed: int = 0, correct: bool = True, n_perm: int = 10_000, label: str | None = None) -> pd.DataFrame:
     """``model`` against each of ``others`` (default: every other key) on the same users, one
-    row per other model: mean difference (model - other), its paired bootstrap 95% interval,
-    the permutation p-value and, with ``correct``, Holm's adjustment over these comparisons.
+    row per other model: mean difference (model - other; its header names ``model``, as
+    ``label`` where given), its paired bootstrap 95% interval, the permutation p-value and,
+    with ``correct``, Holm's adjustment over these comparisons.
 
     The numeric columns are kept in ``.attrs["tests"]`` (a list of dicts) for glue and verdicts.
     """
@@ -109,7 +118,7 @@ def paired_table(per_user: Mapping[str, pd.Series], model: str, others: Sequence
             t["p_holm"] = float(adj)
     rows = {}
     for t in tests:
-        row = {"difference": f"{t['mean_diff']:+.3f}", "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
+        row = {f"difference ({label or model} − row)": signed(t["mean_diff"]), "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
                "p": fmt_p(t["p_value"], n_perm)}
         if correct:
             row["p (Holm)"] = fmt_p(t["p_holm"], n_perm)
@@ -129,7 +138,7 @@ def paired_rows(pairs: Mapping[str, tuple[pd.Series, pd.Series]], columns: tuple
     for t, adj in zip(tests, holm([t["p_value"] for t in tests])):
         t["p_holm"] = float(adj)
     rows = {t["vs"]: {columns[0]: fmt(float(a.mean())), columns[1]: fmt(float(b.mean())),
-                      "difference": f"{t['mean_diff']:+.3f}", "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
+                      "difference": signed(t["mean_diff"]), "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
                       "p (Holm)": fmt_p(t["p_holm"], n_perm), "users": t["n"]}
             for t, (a, b) in zip(tests, pairs.values())}
     out = tidy(pd.DataFrame.from_dict(rows, orient="index"))

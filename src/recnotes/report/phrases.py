@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .compare import fmt, fmt_p, verdict
+from .compare import fmt, fmt_p, signed, verdict
 
 __all__ = ["compared", "signed", "change", "how_many", "pairs_sentences"]
 
@@ -17,14 +17,6 @@ def compared(test: Mapping[str, float], other: str, better: str = "better", wors
     of the model minus ``other``, and ``key``: its p-value, or ``"p_holm"``) supports."""
     words = verdict(test, better=better, worse=worse, alpha=alpha, key=key)
     return f"{words} than {other}" if words.startswith("significantly") else f"{words} from {other}"
-
-
-def signed(x: float, digits: int = 3) -> str:
-    """A difference with its sign and ``digits`` significant digits, never in exponent
-    notation (``+0.0123``, ``-0.0000158``, ``0``): how the prose and the tables write a
-    paired difference."""
-    text = fmt(float(x), digits)
-    return text if text.startswith("-") or text == "0" else f"+{text}"
 
 
 def change(before: float, after: float, test: Mapping[str, float], alpha: float = 0.05,

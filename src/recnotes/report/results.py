@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Evaluation = Union["EvalResult", Mapping[int, "EvalResult"]]
 
 __all__ = ["record", "write_results", "read_results", "RECORD_KEYS", "results_dir", "eval_records",
-           "efficiency_records", "collect_ranks", "write_evaluation"]
+           "efficiency_records", "test_records", "collect_ranks", "write_evaluation"]
 
 RECORD_KEYS = ("protocol", "model", "metric", "k", "value", "ci_low", "ci_high", "n_users", "seed")
 
@@ -162,6 +162,24 @@ def efficiency_records(protocol: str | None, model: str, figures: Mapping[str, f
                        seed: int | str | None = None) -> list[dict]:
     """Records of efficiency figures (a dict from :class:`~recnotes.evaluate.EfficiencyMeter`)."""
     return [record(protocol, model, name, value, seed=seed) for name, value in figures.items()]
+
+
+def test_records(protocol: str, tests: Iterable[Mapping[str, Any]], *, metric: str, k: int | None = None,
+                 seed: int | str | None = None) -> list[dict]:
+    """Records of paired tests (``a`` minus ``b``, as :func:`recnotes.report.segments.pairs_table`
+    keeps them), so another chapter can quote them: under the model ``"<a> - <b>"``, the metric
+    ``"<metric> difference"`` with its interval, then its ``"p"`` and, where adjusted, its
+    ``"p (Holm)"``."""
+    rows = []
+    for t in tests:
+        model = f"{t['a']} - {t['b']}"
+        rows.append(record(protocol, model, f"{metric} difference", t["mean_diff"], k=k, ci_low=t["ci_low"],
+                           ci_high=t["ci_high"], n_users=t["n"], seed=seed))
+        rows.append(record(protocol, model, f"{metric} difference p", t["p_value"], k=k, n_users=t["n"], seed=seed))
+        if "p_holm" in t:
+            rows.append(record(protocol, model, f"{metric} difference p (Holm)", t["p_holm"], k=k, n_users=t["n"],
+                               seed=seed))
+    return rows
 
 
 def collect_ranks(evaluations: Iterable[Evaluation]) -> dict[str, dict[str, list[int]]]:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..evaluate.segments import segment_table, segment_winners
 from ..evaluate.uncertainty import paired_test
-from .compare import fmt, fmt_ci, fmt_p, holm, tidy
+from .compare import fmt, fmt_ci, fmt_p, holm, signed, tidy
 from .phrases import how_many
 
 __all__ = ["segment_values", "segment_wide", "segment_leaders", "beaten_in", "leaders_summary", "pairs_table",
@@ -63,8 +63,9 @@ def segment_leaders(per_user: Mapping[str, pd.DataFrame], segments: pd.Series | 
                     alpha: float = 0.05) -> pd.DataFrame:
     """Per segment (of one segmentation of the users, or of several, one after the other): the
     model with the highest mean ``metric`` against the runner-up on the segment's users (mean
-    difference, paired bootstrap 95% interval, sign-flip permutation p) and the verdict the test
-    supports.  The numbers, and each segment's users, are in ``.attrs["tests"]``."""
+    difference, paired bootstrap 95% interval, sign-flip permutation p).  The numbers, whether
+    the difference is significant at ``alpha``, and each segment's users are in
+    ``.attrs["tests"]``."""
     segmentations = [segments] if isinstance(segments, pd.Series) else list(segments)
     tests = []
     for seg in segmentations:
@@ -77,9 +78,8 @@ def segment_leaders(per_user: Mapping[str, pd.DataFrame], segments: pd.Series | 
     for t in tests:
         rows[str(t["segment"])] = {
             "users": t["n_users"], "leader": t["winner"], metric: fmt(t["value"]), "runner-up": t["runner_up"],
-            f"runner-up {metric}": fmt(t["runner_up_value"]), "difference": f"{t['diff']:+.3f}",
-            "95% CI": fmt_ci(t["diff_low"], t["diff_high"]), "p": fmt_p(t["p_value"], n_perm),
-            "verdict": "significant" if t["significant"] else "not significant"}
+            f"runner-up {metric}": fmt(t["runner_up_value"]), "difference": signed(t["diff"]),
+            "95% CI": fmt_ci(t["diff_low"], t["diff_high"]), "p": fmt_p(t["p_value"], n_perm)}
     out = tidy(pd.DataFrame.from_dict(rows, orient="index"))
     out.attrs["tests"] = tests
     return out
@@ -134,7 +134,7 @@ def pairs_table(per_user: Mapping[str, pd.Series], seed: int = 0, n_perm: int = 
              for i, a in enumerate(names) for b in names[i + 1:]]
     for t, adj in zip(tests, holm([t["p_value"] for t in tests])):
         t["p_holm"] = float(adj)
-    rows = {f"{t['a']} vs {t['b']}": {"difference": f"{t['mean_diff']:+.3f}",
+    rows = {f"{t['a']} minus {t['b']}": {"difference": signed(t["mean_diff"]),
                                       "95% CI": fmt_ci(t["ci_low"], t["ci_high"]), "p": fmt_p(t["p_value"], n_perm),
                                       "p (Holm)": fmt_p(t["p_holm"], n_perm), "users": t["n"]} for t in tests}
     out = tidy(pd.DataFrame.from_dict(rows, orient="index"))
