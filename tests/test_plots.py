@@ -46,3 +46,30 @@ def test_tiny_text_is_refused_even_in_a_figure_that_fits():
     fine, ax = plots.new_figure(width=6, height=3)
     ax.plot([0, 1])
     plots.glue_figure("fine", fine)  # outside a kernel it glues nothing, and raises nothing
+
+
+def _lab(hex_color: str) -> tuple[float, float, float]:
+    """sRGB (D65) to CIE L*a*b*, written out as the standard defines it."""
+    rgb = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+    f = [v ** (1 / 3) if v > 0.008856 else 7.787 * v + 16 / 116 for v in (x, y, z)]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def test_every_two_models_differ_in_colour_and_in_grey():
+    import itertools
+    import math
+
+    names = ["Popularity", "Random", "ItemKNN", "EASE", "LSTM", "GPTRec", "TextEmbedding", "LLMRanker[list]"]
+    colors = plots.model_colors(names)
+    assert colors["LLMRanker[list]"] == plots.MODEL_COLORS["LLMRanker"]
+    assert plots.model_colors(["GPTRec (seed 0)"])["GPTRec (seed 0)"] == colors["GPTRec"]
+    lab = {n: _lab(c) for n, c in colors.items()}
+    for a, b in itertools.combinations(names, 2):
+        assert math.dist(lab[a], lab[b]) >= 25, (a, b)  # apart in colour
+        assert abs(lab[a][0] - lab[b][0]) >= 5, (a, b)  # apart in lightness: in grey too
+    unknown = plots.model_colors(["X", "Y"])
+    assert unknown["X"] != unknown["Y"]

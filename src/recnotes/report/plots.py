@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-__all__ = ["PALETTE", "COLUMN_PX", "MIN_TEXT_PX", "set_style", "new_figure", "model_colors", "on_screen",
+__all__ = ["PALETTE", "MODEL_COLORS", "COLUMN_PX", "MIN_TEXT_PX", "set_style", "new_figure", "model_colors", "on_screen",
            "glue_figure", "learning_curves"]
 
 #: seaborn's colour-blind-safe palette (Wong/Okabe-Ito like), used everywhere in the book.
@@ -37,14 +37,23 @@ def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, nrows: i
     return fig, axes
 
 
-def model_colors(names) -> dict[str, tuple]:
-    """A fixed colour per model name, so a model keeps its colour across figures."""
-    order = ["Popularity", "Random", "ItemKNN", "EASE", "LSTM", "GPTRec", "TextEmbedding", "LLMRanker"]
-    out = {}
+#: one colour per model family, every pair apart in hue (CIE ΔE at least 25) and in
+#: lightness (ΔL* at least 5, so that they differ in grey too); Okabe-Ito-like
+MODEL_COLORS = {"LLMRanker": "#6A2C91", "ItemKNN": "#006D4F", "Popularity": "#0173B2", "EASE": "#D55E00",
+                "LSTM": "#CC78BC", "GPTRec": "#56B4E9", "Random": "#BBBBBB", "TextEmbedding": "#E6D222"}
+
+
+def model_colors(names) -> dict[str, str | tuple]:
+    """A fixed colour per model name (by its family, the name before ``[``), so a model keeps
+    its colour across figures; names of no known family take the house palette in turn."""
+    out, extra = {}, 0
     for name in names:
-        base = name.split("[")[0]
-        idx = order.index(base) if base in order else len(out) + len(order)
-        out[name] = PALETTE[idx % len(PALETTE)]
+        base = str(name).split("[")[0].split(" ")[0]
+        if base in MODEL_COLORS:
+            out[name] = MODEL_COLORS[base]
+        else:
+            out[name] = PALETTE[extra % len(PALETTE)]
+            extra += 1
     return out
 
 
