@@ -200,9 +200,11 @@ def test_repository_substitution_reads_the_theme_options():
 
 
 #: measures, after the page has loaded at the browser width, every table and image in the
-#: article against the article's text column, and looks at the edges of every figure (a
-#: plotted PNG): ink on an edge is a title, label or legend that runs off the picture and is
-#: cut there.  What sticks out or is cut is written into the page.
+#: article against the article's text column, every table cell against its box (a cut cell
+#: ends in an ellipsis or hides its overflow), every figure's shrink (a plotted PNG drawn
+#: narrower than its pixels), and looks at the edges of every figure: ink on an edge is a
+#: title, label or legend that runs off the picture and is cut there.  What sticks out, is
+#: cut or is shrunk is written into the page.
 LAYOUT_PROBE = r"""
 <script>
 function inkAtEdges(img) {
@@ -224,6 +226,9 @@ function inkAtEdges(img) {
   }
   return found;
 }
+// a figure's text is drawn at 9 px or more when not shrunk (recnotes.report.plots.glue_figure
+// refuses smaller): shrunk below this scale, its smallest text is no longer readable
+const MIN_SCALE = 0.7;
 window.addEventListener('load', () => {
   const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const column = article.getBoundingClientRect();
@@ -237,12 +242,21 @@ window.addEventListener('load', () => {
                + ` (${(head || '').trim().slice(0, 120)})`);
     }
   });
+  article.querySelectorAll('td, th').forEach((cell) => {
+    // a cell whose text is wider than its box is cut (an ellipsis, or hidden overflow)
+    if (cell.scrollWidth > cell.clientWidth + 1) {
+      out.push(`table cell cut: "${cell.textContent.trim().slice(0, 40)}" needs ${cell.scrollWidth} px, shows ${cell.clientWidth}`);
+    }
+  });
   article.querySelectorAll('img').forEach((img) => {
     const src = img.getAttribute('src') || '';
     if (!/_images\/[^/]+\.png$/.test(src)) return;  // plotted figures, not the badge or logos
     if (!img.complete || img.naturalWidth === 0) { out.push(`figure ${src} did not load`); return; }
     const cut = inkAtEdges(img);
     if (cut.length) out.push(`figure ${src} has ink on its edges, cut there: ${cut.join(', ')}`);
+    // the browser shrinks a figure wider than the column, and its text with it
+    const scale = img.getBoundingClientRect().width / img.naturalWidth;
+    if (scale < MIN_SCALE) out.push(`figure ${src} shrunk to ${Math.round(100 * scale)}% of its width`);
   });
   const report = document.createElement('pre');
   report.id = 'layout-report';
@@ -307,6 +321,63 @@ def test_tables_and_figures_fit_the_text_column_at_1280px(served_site, page):
     assert found is not None, f"the layout probe did not run: {proc.stderr[-500:]}"
     wide = json.loads(found.text)
     assert not wide, f"{page} at 1280 px: " + "; ".join(wide)
+
+
+def _probe(tmp_path: Path, body: str) -> list[str]:
+    """The layout probe's report on one page (``body`` inside the article, 1200 px wide) served
+    from ``tmp_path``, in headless Chromium at 1280 px."""
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    (tmp_path / "page.html").write_text("<html><body><article class='bd-article' style='width:1200px'>" + body
+                                        + "</article>" + LAYOUT_PROBE + "</body></html>")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                               "--disable-background-networking", "--no-first-run", "--virtual-time-budget=5000",
+                               "--dump-dom", f"http://127.0.0.1:{server.server_address[1]}/page.html"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    found = BeautifulSoup(proc.stdout, "html.parser").find(id="layout-report")
+    assert found is not None, f"the layout probe did not run: {proc.stderr[-500:]}"
+    return json.loads(found.text)
+
+
+def _png(path: Path, width_in: float, dpi: int = 100) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width_in, 2))
+    ax.plot([0, 1], [0, 1])
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def test_the_probe_fails_a_planted_overflow_shrink_and_cut_column(tmp_path):
+    """Three planted faults, each reported once, and nothing else: a table wider than the text
+    column, a figure the browser shrinks to 60% of its width, and a table column whose cells
+    are cut with an ellipsis (as chapter 7's p column once was); beside a clean table and a
+    figure shown at its own size."""
+    images = tmp_path / "_images"
+    images.mkdir()
+    _png(images / "fits.png", 6)
+    _png(images / "shrunk.png", 10)
+    natural = int.from_bytes((images / "shrunk.png").read_bytes()[16:20], "big")  # the PNG header's width
+    cells = "".join(f"<td>{i:.6f}</td>" for i in range(40))
+    clipped = ("<table><thead><tr><th>model</th><th>p</th></tr></thead><tbody><tr><td>EASE</td>"
+               "<td style='max-width:30px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap'>0.000123</td>"
+               "</tr></tbody></table>")
+    report = _probe(tmp_path, "<table><tr><td>a</td><td>0.1</td></tr></table><img src='_images/fits.png'>"
+                              f"<table><tr>{cells}</tr></table>"
+                              f"<img src='_images/shrunk.png' style='width:{round(0.6 * natural)}px'>" + clipped)
+    assert len(report) == 3, report
+    assert any(r.startswith("table ") and "px wide" in r for r in report), report
+    assert any("shrunk.png shrunk to" in r for r in report), report
+    assert any(r.startswith("table cell cut") and "0.000123" in r for r in report), report
 
 
 def test_the_edge_probe_sees_a_cut_label(tmp_path):
