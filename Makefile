@@ -13,29 +13,44 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= full
 # Chapters executed at once (one lane per core; each chapter uses one PyTorch thread).
 JOBS ?= 2
+# The exact versions that produced the published book (pip constraints; empty: unpinned, newest).
+LOCK ?= constraints.txt
+LOCK_FLAG := $(if $(LOCK),-c $(LOCK),)
 # Filter pip's noise about unreachable extra indexes, keep its errors.
 PIPQ := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 
 STAMP := $(VENV)/.recnotes-installed
 ASSETS_STAMP := $(VENV)/.recnotes-assets
 
-.PHONY: help setup assets execute html book test unit nbtest unit-run nbtest-run clean
+.PHONY: help setup assets execute html book test unit nbtest unit-run nbtest-run clean lock
 
 help:
 	@echo "make book   # set up, execute every chapter (profile=$(PROFILE)), build _build/html"
 	@echo "make test   # set up, unit tests + notebook tests (profile ci)"
 	@echo "make execute [CHAPTERS='01_background'] [PROFILE=ci] [JOBS=2]   # only execute chapters into book/"
 	@echo "make html   # only build the HTML from the executed notebooks in book/"
+	@echo "make lock   # upgrade the pinned versions of constraints.txt (then re-execute the book)"
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip $(PIPQ)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_SPEC) $(PIPQ)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[book,test,llm]" $(PIPQ)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[book,test,llm]" $(LOCK_FLAG) $(PIPQ)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
 setup: $(STAMP)
+
+# Upgrade the pinned versions deliberately: a fresh venv, the newest releases the package admits,
+# frozen into $(LOCK) (torch stays TORCH_SPEC's). Re-execute the book after it.
+lock:
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip $(PIPQ) && \
+	"$$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check $(TORCH_SPEC) $(PIPQ) && \
+	"$$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check ".[book,test,llm]" $(PIPQ) && \
+	{ head -3 $(LOCK); "$$tmp/venv/bin/python" -m pip freeze --exclude-editable | grep -v '^torch==\|^recnotes[ =@]'; } > "$$tmp/lock" && \
+	mv "$$tmp/lock" $(LOCK) && echo "$(LOCK): $$(grep -c '==' $(LOCK)) pinned versions; now re-execute the book (make book)"
 
 # Always run: verification is cheap; a missing file is fetched again, a corrupted
 # one is deleted and reported (the next run fetches it).

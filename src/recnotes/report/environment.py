@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..assets import ASSETS, Asset
 
-__all__ = ["NOT_INSTALLED", "PACKAGES", "package_version", "python_version", "versions_table",
+__all__ = ["NOT_INSTALLED", "PACKAGES", "package_version", "package_versions", "python_version", "versions_table",
            "split_pin", "assets_table"]
 
 NOT_INSTALLED = "not installed"
@@ -49,6 +49,12 @@ PACKAGES: tuple[tuple[str, str], ...] = (
     ("hypothesis", "property-based unit tests"),
     ("nbval", "re-executing the published chapters in the tests"),
 )
+
+
+def package_versions() -> dict[str, str]:
+    """``{distribution: version}`` of every package of :data:`PACKAGES` (what a results file
+    records of the environment that produced it)."""
+    return {name: package_version(name) for name, _ in PACKAGES}
 
 
 def package_version(distribution: str) -> str:

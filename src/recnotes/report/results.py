@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..device import cpu_description
+from .environment import package_versions
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..evaluate.protocols import EvalResult
@@ -81,7 +82,7 @@ def write_results(chapter: str, records: Iterable[Mapping[str, Any]],
     out = {
         "chapter": chapter, "dataset": dataset, "profile": profile, "device": device,
         "machine": cpu_description(),  # the processor and the flags that decide speed and precision
-        "recnotes_version": __version__, "records": rows,
+        "recnotes_version": __version__, "versions": package_versions(), "records": rows,
         "ranks": {p: {m: [int(x) for x in v] for m, v in models.items()}
                   for p, models in (ranks or {}).items()},
     }

@@ -1,0 +1,268 @@
+"""The LLM as a sequential recommender with an item head: every film scored, as GPTRec scores it.
+
+The pretrained body reads a user's films as the list prompt writes them (the header, then one
+line per film: title, year, newline).  The hidden state at the last token of a film's line
+holds the history up to that film; it is scored against an **item matrix**, one row per
+film, with a full-softmax cross-entropy over the catalogue at every line of a window, as
+GPTRec is trained (Lite-LLM4Rec's item projection head, HLLM's split of item and user
+models).  The matrix starts from the LLM's own vector of each film
+(:func:`~recnotes.models.llm.items.llm_item_vectors`, HLLM's item embedding), normalised;
+a score is ``scale * <h / |h|, E[item]> + bias[item]`` with a fixed ``scale`` (a softmax
+temperature).
+
+Trained: LoRA adapters on the top ``layers`` blocks, the item matrix and the bias.
+The bottom blocks stay frozen.  The training windows overlap by one film, so every training
+film but each user's first is a target exactly once, after the films before it in its window.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...device import training_dtype
+from ...progress import progress_bar
+from ..base import Recommender, check_histories
+from ..kernels import linear_cross_entropy
+from .backends import HFBackend
+from .finetune import TARGET_MODULES, _quiet_peft
+from .items import llm_item_vectors
+from .likelihood import decoder_and_head, pad_right
+from .prompts import LIST_HEADER, continuation_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...data.splits import Split
+
+__all__ = ["ItemHeadSettings", "ItemHeadLLM", "item_windows"]
+
+
+@dataclass(frozen=True)
+class ItemHeadSettings:
+    """How the item-head LLM is built and trained."""
+
+    rank: int = 4
+    alpha: float = 8.0
+    layers: int = 8  # adapters on the top `layers` blocks
+    window: int = 40  # films per training window (and the most a user's history shows)
+    lr: float = 1e-3  # the adapters'
+    head_lr: float = 1e-2  # the item matrix's and bias's
+    batch_size: int = 4  # windows per step
+    passes: float = 1.0  # over the training targets (a fraction stops early)
+    warmup_steps: int = 10
+    scale: float = 16.0  # the fixed temperature of <h / |h|, E[item]>
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.rank, self.layers, self.batch_size) < 1 or self.window < 2 or self.passes <= 0:
+            raise ValueError("rank, layers and batch_size must be >= 1, window >= 2, passes > 0")
+
+
+def item_windows(split: "Split", window: int, seed: int = 0) -> list[np.ndarray]:
+    """Every user's training sequence cut into windows of up to ``window`` films that overlap by
+    one (a window starts with the film the previous one ended on), in a seeded random order:
+    every training film but each user's first is a target (a film after the first of its
+    window) exactly once."""
+    if window < 2:
+        raise ValueError(f"window must be >= 2, got {window}")
+    out = []
+    for seq in split.train:
+        seq = np.asarray(seq, dtype=np.int64)
+        for start in range(0, max(1, len(seq) - 1), window - 1):
+            w = seq[start:start + window]
+            if len(w) >= 2:
+                out.append(w)
+    order = np.random.default_rng([seed, 17]).permutation(len(out))
+    return [out[int(i)] for i in order]
+
+
+class ItemHeadLLM(Recommender, torch.nn.Module):
+    """The pretrained LLM body with LoRA adapters and an item head (see the module docstring)."""
+
+    name = "LLMItemHead"
+
+    def __init__(self, backend: HFBackend, titles: Sequence[str], settings: ItemHeadSettings | None = None,
+                 vectors: np.ndarray | None = None) -> None:
+        """``vectors``: the LLM's item vectors of ``titles`` (:func:`llm_item_vectors` of this
+        backend, computed here when not given: a pass over every title)."""
+        import copy
+
+        from peft import LoraConfig, get_peft_model
+
+        torch.nn.Module.__init__(self)
+        self.settings = s = settings or ItemHeadSettings()
+        self.titles = list(titles)
+        self.device_ = backend.device
+        # peft puts the adapters into the model in place: a copy keeps the backend's model as it is
+        model = copy.deepcopy(backend.model)
+        n_layers = model.config.num_hidden_layers
+        if s.layers > n_layers:
+            raise ValueError(f"layers={s.layers}, but the model has {n_layers} blocks")
+        self.backend = HFBackend(model, backend.tokenizer, name=backend.name, device=backend.device)
+        vectors = torch.as_tensor(llm_item_vectors(self.backend, self.titles) if vectors is None else vectors)
+        if vectors.shape[0] != len(self.titles):
+            raise ValueError(f"{vectors.shape[0]} item vectors for {len(self.titles)} titles")
+        torch.manual_seed(s.seed)
+        config = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=0.0, bias="none",
+                            target_modules=list(TARGET_MODULES),
+                            layers_to_transform=list(range(n_layers - s.layers, n_layers)))
+        with _quiet_peft():
+            self.body = get_peft_model(model, config)
+        self.body.eval()
+        self.backend.model = self.body
+        #: the item matrix, started from the LLM's own vector of each film, normalised (row 0: padding)
+        self.items = torch.nn.Parameter(F.normalize(vectors.float(), dim=1))
+        self.bias = torch.nn.Parameter(torch.zeros(len(self.titles)))
+        self.n_items = len(self.titles) - 1
+        self._header = self.backend.prompt_ids(LIST_HEADER)
+        lines = self.backend.continuation_ids([continuation_text(t, "list") for t in self.titles[1:]])
+        self._lines = [[]] + lines
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+        self.targets_seen = 0
+
+    # ------------------------------------------------------------ the forward pass
+    def _ids(self, films: Sequence[int]) -> tuple[list[int], list[int]]:
+        """The prompt's token ids for ``films`` and the position of the last token of each line."""
+        ids, ends = list(self._header), []
+        for f in films:
+            ids += self._lines[int(f)]
+            ends.append(len(ids) - 1)
+        return ids, ends
+
+    def states(self, windows: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """Per window, the final hidden states ``[len(window), hidden]`` at the end of each film's
+        line (a right-padded batch; causal, so a state sees only its line and those before)."""
+        built = [self._ids(w) for w in windows]
+        ids, mask = pad_right([b[0] for b in built], int(self.backend.tokenizer.pad_token_id))
+        decoder, _ = decoder_and_head(self.body)
+        weights = self.body.get_input_embeddings().weight
+        half = weights.dtype in (torch.bfloat16, torch.float16)
+        with torch.autocast(self.device_.type, dtype=weights.dtype, enabled=half):
+            hidden = decoder(input_ids=ids.to(self.device_), attention_mask=mask.to(self.device_),
+                             use_cache=False).last_hidden_state
+        return [hidden[r, torch.as_tensor(ends, device=hidden.device)] for r, (_, ends) in enumerate(built)]
+
+    def _query(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(h.float(), dim=-1) * self.settings.scale
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Scores ``[n, n_items + 1]`` of every film after the states ``h [n, hidden]``."""
+        return self._query(h) @ self.items.T + self.bias
+
+    # ------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def score(self, histories: Sequence[np.ndarray], batch: int = 8) -> torch.Tensor:
+        """Every film's score after each history's last ``window - 1`` films (the padding column
+        is ``-inf``)."""
+        n = self._require_fitted()
+        hs = [h[-(self.settings.window - 1):] for h in check_histories(histories, n)]
+        self.body.eval()
+        out = torch.empty((len(hs), n + 1))
+        for start in range(0, len(hs), batch):
+            chunk = hs[start:start + batch]
+            empty = [len(h) == 0 for h in chunk]
+            states = self.states([h if len(h) else np.array([1]) for h in chunk])
+            last = torch.stack([s[-1] for s in states])
+            scores = self.logits(last).float().cpu()
+            for r, e in enumerate(empty):
+                if e:  # no history: the bias alone (the head's popularity)
+                    scores[r] = self.bias.detach().float().cpu()
+            out[start:start + len(chunk)] = scores
+        out[:, 0] = -math.inf
+        return out
+
+    # ------------------------------------------------------------ training
+    def fit(self, split: "Split", progress: bool = True, max_seconds: float | None = None) -> "ItemHeadLLM":
+        """Train on the training windows (:func:`item_windows`) for ``settings.passes`` passes:
+        AdamW, linear warm-up then linear decay to zero, gradients clipped at 1."""
+        if split.n_items != self.n_items:
+            raise ValueError(f"the split has {split.n_items} films, the item head {self.n_items}")
+        s = self.settings
+        windows = item_windows(split, s.window, s.seed)
+        per_pass = sum(len(w) - 1 for w in windows)
+        steps = max(1, int(round(s.passes * len(windows) / s.batch_size)))
+        adapters = [p for p in self.body.parameters() if p.requires_grad]
+        head = [self.items, self.bias]
+        opt = torch.optim.AdamW([{"params": adapters, "lr": s.lr}, {"params": head, "lr": s.head_lr}],
+                                weight_decay=0.0)
+        base = [s.lr, s.head_lr]
+        dtype = training_dtype(self.device_)
+        gen = np.random.default_rng([s.seed, 19])
+        bar = progress_bar(total=steps, desc="item-head LLM (steps)", leave=False, disable=not progress)
+        self.body.train()
+        start = time.perf_counter() - self.train_seconds
+        for step in range(steps):
+            if step and step % len(range(0, len(windows), s.batch_size)) == 0:
+                windows = [windows[int(i)] for i in gen.permutation(len(windows))]  # a new pass
+            i = (step * s.batch_size) % len(windows)
+            chunk = windows[i:i + s.batch_size]
+            factor = (step + 1) / s.warmup_steps if step < s.warmup_steps else \
+                max(0.0, (steps - step) / max(1, steps - s.warmup_steps))
+            for group, lr in zip(opt.param_groups, base):
+                group["lr"] = lr * factor
+            states = self.states([w[:-1] for w in chunk])
+            h = torch.cat(states)
+            target = torch.as_tensor(np.concatenate([w[1:] for w in chunk]), device=h.device)
+            loss = linear_cross_entropy(self._query(h), self.items, self.bias, target, dtype)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(adapters + head, 1.0)
+            opt.step()
+            self.targets_seen += int(len(target))
+            self.history.append({"step": step + 1, "targets": self.targets_seen, "loss": float(loss.detach()),
+                                 "seconds": time.perf_counter() - start})
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                self.history[-1]["stopped"] = "time"
+                break
+        bar.close()
+        self.train_seconds = time.perf_counter() - start
+        self.targets_per_pass = per_pass
+        self.body.eval()
+        return self
+
+    # ------------------------------------------------------------ saving
+    def save(self, folder: str | Path) -> None:
+        """The adapters in peft's format (``adapter_config.json``, ``adapter_model.safetensors``)
+        and the head (``item_head.safetensors``) with the settings (``item_head.json``)."""
+        import json
+
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _quiet_peft():
+            self.body.save_pretrained(str(folder))
+        save_file({"items": self.items.detach().cpu().contiguous(), "bias": self.bias.detach().cpu().contiguous()},
+                  str(folder / "item_head.safetensors"))
+        (folder / "item_head.json").write_text(json.dumps({"settings": asdict(self.settings),
+                                                           "targets_seen": self.targets_seen}, indent=1))
+
+    def load(self, folder: str | Path) -> "ItemHeadLLM":
+        """Load what :meth:`save` wrote into this model (the same settings)."""
+        import json
+
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        meta = json.loads((folder / "item_head.json").read_text())
+        if meta["settings"] != json.loads(json.dumps(asdict(self.settings))):
+            raise ValueError(f"{folder} holds a model with other settings: {meta['settings']}")
+        with _quiet_peft():
+            set_peft_model_state_dict(self.body, load_file(str(folder / "adapter_model.safetensors")))
+        head = load_file(str(folder / "item_head.safetensors"))
+        with torch.no_grad():
+            self.items.copy_(head["items"])
+            self.bias.copy_(head["bias"])
+        self.targets_seen = meta["targets_seen"]
+        self.body.eval()
+        return self

@@ -1,0 +1,118 @@
+"""The item-head LLM against independent references: its windows make every training film but a
+user's first a target once, its scores are a plain forward pass of the pinned model (one user at
+a time, no padding), no state sees a later film, the item matrix starts from the LLM's own view of
+each film read alone, training moves only the adapters and the head and lowers the loss, and
+what it saves loads back to the same scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recnotes.data import load_movielens
+from recnotes.data.splits import leave_one_out
+from recnotes.models.llm import HFBackend, item_titles
+from recnotes.models.llm.itemhead import ItemHeadLLM, ItemHeadSettings, item_windows
+from recnotes.models.llm.items import llm_item_vectors
+from recnotes.models.llm.prompts import LIST_HEADER, continuation_text
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leave_one_out(load_movielens())
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return HFBackend.from_pretrained(device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def vectors(backend, split):
+    return llm_item_vectors(backend, item_titles(split.data))
+
+
+@pytest.fixture(scope="module")
+def model(split, backend, vectors):
+    head = ItemHeadLLM(backend, item_titles(split.data), ItemHeadSettings(layers=2, window=6, batch_size=2), vectors)
+    with torch.no_grad():  # adapters that are not zero, so that the tests see them act
+        for n, p in head.body.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.linspace(-0.02, 0.02, p.numel()).reshape(p.shape))
+    return head
+
+
+def test_windows_make_every_training_film_but_the_first_a_target_once(split):
+    windows = item_windows(split, window=5, seed=0)
+    assert all(2 <= len(w) <= 5 for w in windows)
+    targets = np.sort(np.concatenate([w[1:] for w in windows]))
+    expected = np.sort(np.concatenate([np.asarray(s[1:]) for s in split.train if len(s) > 1]))
+    assert np.array_equal(targets, expected)
+
+
+def _by_hand(model, films):
+    """The final hidden state at the end of the last film's line: the pinned model's own forward
+    pass (``output_hidden_states``) on the unpadded prompt of one user."""
+    ids = list(model.backend.prompt_ids(LIST_HEADER))
+    for f in films:
+        ids += model.backend.tokenizer(continuation_text(model.titles[int(f)], "list"),
+                                       add_special_tokens=False)["input_ids"]
+    out = model.body(input_ids=torch.tensor([ids]), output_hidden_states=True)
+    return out.hidden_states[-1][0, -1]
+
+
+@torch.no_grad()
+def test_scores_are_a_plain_forward_pass_of_one_user(model, split):
+    histories = [np.asarray(split.train[u]) for u in (0, 5, 9)]  # different lengths: a padded batch
+    scores = model.score(histories)
+    for row, hist in enumerate(histories):
+        h = _by_hand(model, hist[-(model.settings.window - 1):])
+        want = F.normalize(h, dim=0) * model.settings.scale @ model.items.T + model.bias
+        torch.testing.assert_close(scores[row, 1:], want[1:], rtol=1e-4, atol=1e-4)
+    assert scores[:, 0].eq(-np.inf).all()
+
+
+@torch.no_grad()
+def test_no_state_sees_a_later_film(model):
+    a = model.states([[1, 50, 100, 181, 7]])[0]
+    b = model.states([[1, 50, 100, 3, 400]])[0]
+    torch.testing.assert_close(a[:3], b[:3], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(a[3], b[3], atol=1e-3)
+
+
+@torch.no_grad()
+def test_the_item_matrix_starts_from_each_films_line_read_alone(split, backend, vectors):
+    titles = item_titles(split.data)
+    fresh = ItemHeadLLM(backend, titles, ItemHeadSettings(layers=1), vectors)
+    for film in (1, 50, 1682):
+        ids = backend.prompt_ids(continuation_text(titles[film], "list"))
+        h = backend.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0, -1]
+        torch.testing.assert_close(fresh.items[film], F.normalize(h, dim=0), rtol=1e-4, atol=1e-5)
+
+
+def test_training_moves_only_the_adapters_and_the_head_and_lowers_the_loss(split, backend, vectors):
+    head = ItemHeadLLM(backend, item_titles(split.data),
+                       ItemHeadSettings(layers=1, window=6, batch_size=4, passes=0.002, lr=2e-3, head_lr=1e-2,
+                                        warmup_steps=1), vectors)
+    frozen = {n: p.detach().clone() for n, p in head.body.named_parameters() if not p.requires_grad}
+    items = head.items.detach().clone()
+    head.fit(split, progress=False)
+    assert all(torch.equal(p, frozen[n]) for n, p in head.body.named_parameters() if not p.requires_grad)
+    assert not torch.equal(head.items, items)
+    losses = [h["loss"] for h in head.history]
+    assert len(losses) >= 10 and np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert head.targets_seen == sum(len(w) - 1 for w in item_windows(split, 6, 0)[:4 * len(losses)])
+
+
+def test_saved_model_loads_back_to_the_same_scores(model, split, backend, vectors, tmp_path):
+    import json
+
+    model.save(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == model.settings.rank
+    again = ItemHeadLLM(backend, model.titles, model.settings, np.zeros_like(vectors)).load(tmp_path)
+    histories = [np.asarray(split.train[u]) for u in (3, 4)]
+    torch.testing.assert_close(again.score(histories), model.score(histories))
