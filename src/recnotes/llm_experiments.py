@@ -37,7 +37,7 @@ from .assets import cache_dir
 from .device import get_device
 from .evaluate import Candidates, sample_candidates
 from .experiments import ExperimentConfig, GPTRecConfig, _locked, data_fingerprint, load_split, run
-from .longrun import MODEL_NAMES
+from .committed import MODEL_NAMES
 from .models.base import Recommender
 from .profiles import get_profile, resolve_profile
 from .safeio import file_sha256, move_aside, write_atomic
@@ -347,9 +347,9 @@ def _ranker(config: LLMScoresConfig, titles):
     from .models.llm.finetune import FineTunedLLMRanker
 
     if config.adapters is not None:
-        from .longrun import load_peft_backend
+        from .models.llm.finetune import with_adapters
 
-        backend = load_peft_backend(config.adapters, config.llm_model)
+        backend = with_adapters(_backend(config.llm_model), config.adapters)
         return LLMRanker(backend, titles, "likelihood", "list", config.max_history, seed=config.seed,
                          batch_users=config.batch_users, reduce=config.reduce), backend
     backend = _backend(config.llm_model)
@@ -524,7 +524,7 @@ def _whole(**kw) -> Callable[..., LLMScoresConfig | None]:
     """The committed adapters of the long run (recnotes.longrun), scored on the P2 users as the
     list runs are (``kw``: other fields); None where they do not apply (another model or dataset)."""
     def make(dataset, seed, profile, llm_model=None, window=None):
-        from .longrun import adapters_dir, read_record
+        from .committed import adapters_dir, read_record
 
         folder = adapters_dir("chosen")
         if llm_model is not None or dataset != "ml-100k" or not folder.is_dir():
@@ -537,11 +537,11 @@ def _whole(**kw) -> Callable[..., LLMScoresConfig | None]:
 
 
 def _size(name: str, **kw) -> Callable[..., LLMScoresConfig | None]:
-    """The committed final adapters of the second model size ``name`` (:data:`recnotes.longrun.SIZES`),
+    """The committed final adapters of the second model size ``name`` (:data:`recnotes.committed.SIZES`),
     scored on the record's users as the record scored them: the full profile on ML-100K with the
     pinned models only (``kw``: other fields); None elsewhere."""
     def make(dataset, seed, profile, llm_model=None, window=None):
-        from .longrun import SIZES, adapters_dir, read_record
+        from .committed import SIZES, adapters_dir, read_record
 
         folder = adapters_dir(name)
         if llm_model is not None or dataset != "ml-100k" or profile != "full" or not folder.is_dir():

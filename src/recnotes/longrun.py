@@ -37,9 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-#: where the records live (in the repository; a reader's copy of the book has them too)
-RECORD_DIR = Path("book") / "longrun"
+from .committed import MODEL_NAMES, RECORD_DIR, ROOT, SIZES, _root, _stem, adapters_dir, read_record, record_path
 
 #: numbers of targets after which the long run keeps its adapters (and the end of the pass)
 KEEP = (1000, 2000, 4000, 8000, 16000, 32000, 64000)
@@ -62,34 +60,6 @@ VALID_USERS = 100
 #: Xeon in bf16 gives every rank again; in float32 restricted to AVX2 kernels (as on a CPU
 #: without native bf16), NDCG@10 +0.004 and 86% of the 200 users at the same rank
 TOLERANCE = {"ndcg10": 0.02, "same_rank_share": 0.7}
-
-
-def _root() -> Path:
-    """The checkout whose ``book/longrun`` holds the records: this package's, or (an installed
-    copy, as on Colab) the one the chapter runs in (its ``book/`` folder or the root)."""
-    for root in (ROOT, Path.cwd().parent, Path.cwd()):
-        if (root / RECORD_DIR).is_dir():
-            return root
-    return ROOT
-
-
-#: a second pinned size, fine-tuned with chapter 6's in-budget recipe unchanged (LoRAConfig's
-#: defaults: 8,000 targets, the same rank, blocks, window and learning rate): its record's name
-#: and the model.  The run is longer than ``make book`` can hold (the larger vocabulary costs
-#: most), so it is a record too, re-derived by chapter 6.
-SIZES = {"gemma3-270m": "gemma3-270m-gguf"}
-
-
-def record_path(name: str, root: Path | None = None) -> Path:
-    return (root or _root()) / RECORD_DIR / f"{_stem(name)}.json"
-
-
-def adapters_dir(name: str, root: Path | None = None) -> Path:
-    return (root or _root()) / RECORD_DIR / _stem(name)
-
-
-def _stem(name: str) -> str:
-    return name if name in SIZES else f"lora-{name}"
 
 
 def size_config(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None):
@@ -154,10 +124,6 @@ def ndcg10(ranks) -> float:
 
     return float(np.mean(rank_metrics(np.asarray(ranks), (10,))["NDCG@10"]))
 
-
-#: the models' names in the results (the chosen settings' final adapters are the ones committed)
-MODEL_NAMES = {"chosen": "LLMRanker[LoRA whole pass,list]",
-               "book": "LLMRanker[LoRA whole pass with the book's settings,list]"}
 
 #: the record's zero-shot point: the list prompt, before any fine-tuning
 ZERO_SHOT = "LLM zero-shot, list prompt"
@@ -345,27 +311,12 @@ def save_peft(config, folder: Path, split) -> None:
 
 
 def load_peft_backend(folder: str | Path, llm_model: str | None = None):
-    """The pinned model (or ``llm_model``) with the adapters of ``folder`` loaded by
-    ``PeftModel.from_pretrained`` and folded in by ``merge_and_unload``: a plain causal LM."""
-    from peft import PeftModel
-
+    """The pinned model (or ``llm_model``) with the adapters of ``folder`` folded in
+    (:func:`~recnotes.models.llm.finetune.with_adapters`): a plain causal LM."""
     from .llm_experiments import _backend
-    from .models.llm.backends import HFBackend
-    from .models.llm.finetune import _quiet_peft
+    from .models.llm.finetune import with_adapters
 
-    base = _backend(llm_model)
-    with _quiet_peft():
-        model = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload().eval()
-    backend = HFBackend(model, base.tokenizer, name=base.name, device=base.device)
-    backend.origin = base.origin
-    return backend
-
-
-def read_record(name: str, root: Path | None = None) -> dict:
-    path = record_path(name, root)
-    if not path.is_file():
-        raise FileNotFoundError(f"no long-run record {path}; run: python -m recnotes.longrun --settings {name}")
-    return json.loads(path.read_text())
+    return with_adapters(_backend(llm_model), folder)
 
 
 def check_rederived(record: dict, users, ranks, tolerance: dict | None = None) -> dict:

@@ -157,6 +157,19 @@ def _quiet_peft():
         yield
 
 
+def with_adapters(base: HFBackend, folder: str | Path) -> HFBackend:
+    """``base``'s model with the peft adapters of ``folder`` (``adapter_config.json`` and
+    ``adapter_model.safetensors``) loaded by ``PeftModel.from_pretrained`` and folded into the
+    weights by ``merge_and_unload``: a plain causal LM, as fast as ``base``'s (which is kept)."""
+    from peft import PeftModel
+
+    with _quiet_peft():
+        model = PeftModel.from_pretrained(copy.deepcopy(base.model), str(folder)).merge_and_unload().eval()
+    backend = HFBackend(model, base.tokenizer, name=base.name, device=base.device)
+    backend.origin = base.origin
+    return backend
+
+
 class FineTunedLLMRanker(LLMRanker):
     """An :class:`LLMRanker` (likelihood, ``list`` template) whose model gets LoRA adapters
     trained by :meth:`fit` (see the module docstring)."""
