@@ -156,6 +156,14 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
         """Scores ``[n, n_items + 1]`` of every film after the states ``h [n, hidden]``."""
         return self._query(h) @ self.items.T + self.bias
 
+    def loss(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The training loss of ``windows``: the mean cross-entropy over the catalogue of every
+        film after the first of its window, from the films before it."""
+        states = self.states([w[:-1] for w in windows])
+        target = torch.as_tensor(np.concatenate([np.asarray(w[1:]) for w in windows]), device=states[0].device)
+        return linear_cross_entropy(self._query(torch.cat(states)), self.items, self.bias, target,
+                                    training_dtype(self.device_))
+
     # ------------------------------------------------------------ scoring
     @torch.no_grad()
     def score(self, histories: Sequence[np.ndarray], batch: int = 8) -> torch.Tensor:
@@ -193,7 +201,6 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
         opt = torch.optim.AdamW([{"params": adapters, "lr": s.lr}, {"params": head, "lr": s.head_lr}],
                                 weight_decay=0.0)
         base = [s.lr, s.head_lr]
-        dtype = training_dtype(self.device_)
         gen = np.random.default_rng([s.seed, 19])
         bar = progress_bar(total=steps, desc="item-head LLM (steps)", leave=False, disable=not progress)
         self.body.train()
@@ -207,15 +214,12 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
                 max(0.0, (steps - step) / max(1, steps - s.warmup_steps))
             for group, lr in zip(opt.param_groups, base):
                 group["lr"] = lr * factor
-            states = self.states([w[:-1] for w in chunk])
-            h = torch.cat(states)
-            target = torch.as_tensor(np.concatenate([w[1:] for w in chunk]), device=h.device)
-            loss = linear_cross_entropy(self._query(h), self.items, self.bias, target, dtype)
+            loss = self.loss(chunk)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(adapters + head, 1.0)
             opt.step()
-            self.targets_seen += int(len(target))
+            self.targets_seen += sum(len(w) - 1 for w in chunk)
             self.history.append({"step": step + 1, "targets": self.targets_seen, "loss": float(loss.detach()),
                                  "seconds": time.perf_counter() - start})
             bar.update(1)
