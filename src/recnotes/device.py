@@ -169,7 +169,7 @@ def cpu_note(device: torch.device | str | None = None) -> str:
                  else "float32, as it has no native bf16")
     return (f"The trained models' numbers on this page were computed on {cpu_description()}, in {precision}; "
             f"on another processor (bf16 where it is native, float32 elsewhere) a retrained seed differs "
-            f"in the third decimal.")
+            f"in its second or third decimal, inside the intervals shown, and the mean over seeds less.")
 
 
 def machine_note(recorded: str, here: str | None = None) -> str:
