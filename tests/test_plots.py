@@ -13,36 +13,48 @@ import pytest  # noqa: E402
 from recnotes.report import plots  # noqa: E402
 
 
-def test_a_figure_that_fits_the_column_is_not_shrunk_and_its_ticks_are_read_at_their_size():
-    fig, ax = plots.new_figure(width=6.4, height=3)
+def _png_width(fig) -> int:
+    """The width of the PNG a notebook saves of ``fig`` (IPython's own ``print_figure``)."""
+    from IPython.core.pylabtools import print_figure
+
+    return int.from_bytes(print_figure(fig, "png", bbox_inches="tight")[16:20], "big")
+
+
+def test_a_figure_narrower_than_the_column_is_shown_at_its_size():
+    fig, ax = plots.new_figure(width=5, height=3)
     ax.plot([0, 1], [0, 1])
     ax.tick_params(labelsize=10)
-    scale, px, text = plots.on_screen(fig, column_px=800)
-    dpi = plt.rcParams["savefig.dpi"]
-    assert 6.4 * dpi <= 800 and scale == 1.0
-    assert px == pytest.approx(10 * dpi / 72) and text  # a tick label, the smallest text
+    dpi = fig.dpi
+    assert _png_width(fig) <= 660
+    assert plots.fit_column(fig, 660) == dpi  # nothing to change
+    scale, px, text = plots.on_screen(fig, column_px=660)
+    assert scale == 1.0 and px == pytest.approx(10 * dpi / 72) and text  # a tick label, the smallest text
     plt.close(fig)
 
 
-def test_a_figure_wider_than_the_column_is_shrunk_and_its_text_with_it():
-    fig, ax = plots.new_figure(width=16, height=3)
+def test_a_wide_figure_is_drawn_at_the_column_width_with_its_text_as_the_browser_would_show_it():
+    fig, ax = plots.new_figure(width=10, height=3)
     ax.set_title("title")
     ax.tick_params(labelsize=10)
-    dpi = plt.rcParams["savefig.dpi"]
-    scale, px, _ = plots.on_screen(fig, column_px=800)
-    assert scale == pytest.approx(800 / (16 * dpi))
-    assert px == pytest.approx(10 * dpi / 72 * scale)
-    with pytest.raises(ValueError, match="shrunk to"):
-        plots.glue_figure("too_wide", fig)
+    scale, shrunk_px, _ = plots.on_screen(fig, column_px=660)
+    assert _png_width(fig) > 900 and scale < 0.75  # as saved before: the browser would shrink it
+    plots.fit_column(fig, 660)
+    width = _png_width(fig)
+    assert 640 <= width <= 660  # now the picture is the column's width: nothing to shrink
+    scale, px, _ = plots.on_screen(fig, column_px=660)
+    assert scale == 1.0 and px == pytest.approx(shrunk_px, rel=0.03)  # the same text size, drawn, not scaled
+    plt.close(fig)
 
 
-def test_tiny_text_is_refused_even_in_a_figure_that_fits():
-    fig, ax = plots.new_figure(width=6, height=3)
+def test_a_figure_whose_text_would_be_too_small_is_refused():
+    wide, ax = plots.new_figure(width=16, height=3)
+    ax.tick_params(labelsize=10)
+    with pytest.raises(ValueError, match="16 inches wide"):
+        plots.glue_figure("too_wide", wide)
+    small, ax = plots.new_figure(width=5, height=3)
     ax.text(0.5, 0.5, "a footnote", fontsize=5)
-    scale, px, text = plots.on_screen(fig, column_px=800)
-    assert scale == 1.0 and text == "a footnote" and px < plots.MIN_TEXT_PX
     with pytest.raises(ValueError, match="a footnote"):
-        plots.glue_figure("tiny", fig)
+        plots.glue_figure("tiny", small)
     fine, ax = plots.new_figure(width=6, height=3)
     ax.plot([0, 1])
     plots.glue_figure("fine", fine)  # outside a kernel it glues nothing, and raises nothing

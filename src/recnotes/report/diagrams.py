@@ -28,7 +28,7 @@ def _arrow(ax, xy0, xy1) -> None:
     ax.add_patch(FancyArrowPatch(xy0, xy1, arrowstyle="-|>", mutation_scale=12, color="0.3", linewidth=1.2))
 
 
-def flow_diagram(stages: Sequence[tuple[str, str]], width: float = 10.0, height: float = 2.3):
+def flow_diagram(stages: Sequence[tuple[str, str]], width: float = 7.4, height: float = 2.0):
     """A left-to-right chain of boxes; each stage is ``(title, detail)``. Returns the figure."""
     set_style()
     n = len(stages)
@@ -37,7 +37,7 @@ def flow_diagram(stages: Sequence[tuple[str, str]], width: float = 10.0, height:
     ax.axis("off")
     for i, (title, detail) in enumerate(stages):
         _box(ax, i + 0.5, 0.5, 0.84, 0.78, f"$\\bf{{{title.replace(' ', '~')}}}$\n{detail}",
-             PALETTE[i % len(PALETTE)], fontsize=8.5)
+             PALETTE[i % len(PALETTE)], fontsize=9.5)
         if i < n - 1:
             _arrow(ax, (i + 0.93, 0.5), (i + 1.07, 0.5))
     fig.tight_layout()

@@ -6,14 +6,14 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-__all__ = ["PALETTE", "MODEL_COLORS", "COLUMN_PX", "MIN_TEXT_PX", "set_style", "new_figure", "model_colors", "on_screen",
+__all__ = ["PALETTE", "MODEL_COLORS", "COLUMN_PX", "MIN_TEXT_PX", "set_style", "new_figure", "model_colors", "fit_column", "on_screen",
            "glue_figure", "learning_curves"]
 
 #: seaborn's colour-blind-safe palette (Wong/Okabe-Ito like), used everywhere in the book.
 PALETTE = sns.color_palette("colorblind")
-#: the width in CSS pixels of the site's text column at a 1280 px window (measured in Chromium
-#: by the layout test): a wider figure is shrunk by the browser to fit it
-COLUMN_PX = 800
+#: the width in CSS pixels at which the site shows a figure at a 1280 px window (its figure
+#: box in the text column, measured in Chromium): a wider picture is shrunk by the browser
+COLUMN_PX = 660
 #: the smallest text a figure may show on screen, in CSS pixels
 MIN_TEXT_PX = 9.0
 
@@ -57,39 +57,54 @@ def model_colors(names) -> dict[str, str | tuple]:
     return out
 
 
-def on_screen(fig, column_px: float = COLUMN_PX) -> tuple[float, float, str]:
-    """How ``fig`` reads on the site: the browser's scale (1 where the saved picture fits the
-    text column, less where it is shrunk to fit), the smallest text's height on screen in
-    CSS pixels, and that text."""
+def _tight_width_px(fig) -> float:
+    """The width in pixels of the PNG that the notebook saves (``bbox_inches="tight"``, with
+    its 0.1-inch pad on each side) at the figure's dpi."""
     fig.canvas.draw()  # the tick labels exist only once the figure is drawn
-    dpi = plt.rcParams["savefig.dpi"] if plt.rcParams["savefig.dpi"] != "figure" else fig.dpi
-    scale = min(1.0, column_px / (fig.get_figwidth() * dpi))
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    return (box.width + 0.2) * fig.dpi
+
+
+def fit_column(fig, column_px: float = COLUMN_PX) -> float:
+    """Render ``fig`` at a resolution whose picture is at most ``column_px`` wide, so that the
+    browser shows it at its own size (no shrink, crisp text); returns the dpi."""
+    width = _tight_width_px(fig)
+    if width > column_px:
+        fig.set_dpi(fig.dpi * column_px / width)
+    return fig.dpi
+
+
+def on_screen(fig, column_px: float = COLUMN_PX) -> tuple[float, float, str]:
+    """How ``fig`` reads on the site as it would be saved now: the browser's scale (1 where the
+    picture fits the figure column, less where it is shrunk to fit), the smallest text's height
+    on screen in CSS pixels, and that text."""
+    scale = min(1.0, column_px / _tight_width_px(fig))
     texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
              if t.get_visible() and str(t.get_text()).strip()]
     if not texts:
         return scale, float("inf"), ""
     smallest = min(texts, key=lambda t: t.get_fontsize())
-    return scale, smallest.get_fontsize() * dpi / 72 * scale, str(smallest.get_text())
+    return scale, smallest.get_fontsize() * fig.dpi / 72 * scale, str(smallest.get_text())
 
 
 def glue_figure(name: str, fig) -> None:
     """Glue a figure for ``{glue:figure}`` (with its caption) and close it, so it is
     shown once, where the prose places it, not also under the plotting cell.
 
-    A figure whose smallest text would be under :data:`MIN_TEXT_PX` on screen (too small a
-    font, or a figure so wide that the browser shrinks it) is refused: draw it narrower or
+    The figure is rendered at the column's width (:func:`fit_column`); one whose smallest
+    text would then be under :data:`MIN_TEXT_PX` on screen is refused: draw it narrower or
     with larger text."""
     from .glue import glue_hidden
 
-    scale, px, text = on_screen(fig)
+    fit_column(fig)
+    _, px, text = on_screen(fig)
     if px < MIN_TEXT_PX:
         plt.close(fig)
         raise ValueError(f"figure {name!r}: its text {text[:40]!r} would be {px:.1f} px on screen (at least "
-                         f"{MIN_TEXT_PX:g}): the figure is shrunk to {scale:.0%} of its width to fit the "
-                         f"{COLUMN_PX} px text column; draw it narrower or with larger text")
+                         f"{MIN_TEXT_PX:g}) once the figure, {fig.get_figwidth():g} inches wide, is drawn at the "
+                         f"{COLUMN_PX} px of the column; draw it narrower or with larger text")
     glue_hidden(name, fig)
     plt.close(fig)
-
 
 def learning_curves(curves, references, colors, ylabel: str = "NDCG@10 on P2 (20 candidates)"):
     """Two panels of learning curves, against training targets and against CPU seconds (log

@@ -161,7 +161,7 @@ def segment_figure(panels: Mapping[str, pd.DataFrame], ylabel: str = "NDCG@10 (p
         ax.set_xticks(np.arange(len(segs)), [str(s) for s in segs])
         ax.set(title=title, ylim=(-0.005, None))
     axes[0].set_ylabel(ylabel)
-    axes[-1].legend(loc="upper right", fontsize=8)
+    axes[-1].legend(loc="upper right", fontsize=10)
     return fig
 
 
