@@ -54,3 +54,38 @@ def test_gptrec_llm_init_starts_from_the_projected_llm_vectors(monkeypatch):
     assert next(seen["backend"].model.parameters()).dtype == torch.float32
     want = projected_item_embeddings(seen["vectors"], model.dim)
     torch.testing.assert_close(model.embedding.item.weight.detach(), want)
+
+
+def test_a_cached_gptrec_loads_without_computing_its_start(monkeypatch, tmp_path):
+    """The LLM's vectors only start training: loading a cached model (its own weights) must not
+    pay a pass of the LLM over every title again."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from recnotes import experiments
+    from recnotes.models.llm import items
+    from recnotes.safeio import file_sha256
+
+    calls = []
+
+    def fake(backend, titles, batch=64):
+        calls.append(len(titles))
+        return np.random.default_rng(len(calls)).normal(size=(len(titles), 576)).astype(np.float32)
+
+    monkeypatch.setattr(items, "llm_item_vectors", fake)
+    from recnotes.models.llm import backends
+
+    monkeypatch.setattr(backends.HFBackend, "from_pretrained", classmethod(lambda cls, **kw: None))
+    split = experiments.load_split("ml-100k")
+    config = experiments.GPTRecConfig(profile="smoke", item_init="llm")
+    trained = config.build()
+    trained.build(split.n_items)
+    assert calls == [split.n_items + 1]
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "run.json").write_text(json.dumps({"model_sha256": file_sha256(tmp_path / "model.safetensors"),
+                                                   "history": [], "train_seconds": 1.0}))
+    loaded = experiments._load_entry(config, config.build(), split, tmp_path, "cpu")
+    assert calls == [split.n_items + 1]  # no second pass
+    for (name, a), b in zip(trained.state_dict().items(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b), name

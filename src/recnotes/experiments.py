@@ -148,19 +148,21 @@ class GPTRecConfig(NeuralConfig):
     def build(self) -> Recommender:
         if self.item_init not in ITEM_INITS:
             raise ValueError(f"item_init must be one of {ITEM_INITS}, not {self.item_init!r}")
-        vectors = None
+        vectors = None  # computed only when the model is trained (a cached one has its weights)
         if self.item_init == "text":
-            from .models.text import encode_items, load_encoder
+            def vectors():
+                from .models.text import encode_items, load_encoder
 
-            vectors = encode_items(load_split(self.dataset).data.item_meta, load_encoder())
+                return encode_items(load_split(self.dataset).data.item_meta, load_encoder())
         elif self.item_init == "llm":
-            import torch
+            def vectors():
+                import torch
 
-            from .models.llm import HFBackend, item_titles
-            from .models.llm.items import llm_item_vectors
+                from .models.llm import HFBackend, item_titles
+                from .models.llm.items import llm_item_vectors
 
-            backend = HFBackend.from_pretrained(device="cpu", dtype=torch.float32)  # the same on every CPU
-            vectors = llm_item_vectors(backend, item_titles(load_split(self.dataset).data))
+                backend = HFBackend.from_pretrained(device="cpu", dtype=torch.float32)  # the same on every CPU
+                return llm_item_vectors(backend, item_titles(load_split(self.dataset).data))
         return GPTRec(self.dim, self.n_layers, self.n_heads, self.max_len, self.dropout,
                       self.ffn_mult, self.attn_dropout, train_config=self.train_config(), item_vectors=vectors)
 
@@ -297,6 +299,8 @@ def _load_entry(config: ExperimentConfig, model: SequenceRecommender, split: Spl
             raise ValueError("model.safetensors is missing")
         if file_sha256(weights) != expected:
             raise ValueError("model.safetensors does not match the checksum in run.json")
+        if getattr(model, "item_vectors", None) is not None:
+            model.item_vectors = None  # the cached weights replace any start: do not compute it
         model.build(split.n_items)
         model.load_state_dict(load_file(str(weights)))
         history, seconds = meta["history"], float(meta["train_seconds"])

@@ -167,7 +167,9 @@ class GPTRec(SequenceRecommender):
         self.dim, self.n_layers, self.n_heads = dim, n_layers, n_heads
         self.max_len, self.dropout, self.ffn_mult = max_len, dropout, ffn_mult
         self.attn_dropout = attn_dropout
-        self.item_vectors = item_vectors  # text vectors to start the item embeddings from, or None
+        # vectors to start the item embeddings from (or a function that computes them, called only
+        # when the model is built to be trained), or None
+        self.item_vectors = item_vectors
 
     def config(self) -> dict:
         return dict(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, max_len=self.max_len,
@@ -183,9 +185,11 @@ class GPTRec(SequenceRecommender):
             for _ in range(self.n_layers))
         self.ln_f = nn.LayerNorm(self.dim)
         self.apply(_init_weights)
-        if self.item_vectors is not None:  # start from the text encoder's view of each item
+        if self.item_vectors is not None:  # start from the text encoder's (or the LLM's) view of each item
             from .text import projected_item_embeddings
 
+            if callable(self.item_vectors):
+                self.item_vectors = self.item_vectors()
             if len(self.item_vectors) != n_items + 1:
                 raise ValueError(f"item_vectors has {len(self.item_vectors)} rows, expected {n_items + 1}")
             with torch.no_grad():
