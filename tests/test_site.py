@@ -242,6 +242,21 @@ window.addEventListener('load', () => {
                + ` (${(head || '').trim().slice(0, 120)})`);
     }
   });
+  article.querySelectorAll('table').forEach((table) => {
+    // a box between the table and the article that hides or scrolls its overflow cuts the
+    // table's right-hand columns off the page (a reader sees them only by scrolling)
+    for (let box = table.parentElement; box && box !== article; box = box.parentElement) {
+      const style = getComputedStyle(box);
+      if (['auto', 'scroll', 'hidden', 'clip'].includes(style.overflowX) && box.scrollWidth > box.clientWidth + 1) {
+        const head = Array.from(table.querySelectorAll('thead th')).map((c) => c.textContent.trim()).filter((x) => x).join(' | ');
+        out.push(`table cut by its box: ${box.scrollWidth} px in ${box.clientWidth} (${head.slice(0, 120)})`);
+        break;
+      }
+    }
+  });
+  const glued = Array.from(article.querySelectorAll('span.pasted-text'))
+    .filter((span) => !span.closest('strong, b, th, h1, h2, h3, h4') && Number(getComputedStyle(span).fontWeight) >= 600);
+  if (glued.length) out.push(`${glued.length} glued values set in bold, unlike the prose around them`);
   article.querySelectorAll('td, th').forEach((cell) => {
     // a cell whose text is wider than its box is cut (an ellipsis, or hidden overflow)
     if (cell.scrollWidth > cell.clientWidth + 1) {
@@ -358,23 +373,30 @@ def _png(path: Path, width_in: float, dpi: int = 100) -> None:
 
 
 def test_the_probe_fails_a_planted_overflow_shrink_and_cut_column(tmp_path):
-    """Three planted faults, each reported once, and nothing else: a table wider than the text
-    column, a figure the browser shrinks to 60% of its width, and a table column whose cells
-    are cut with an ellipsis (as chapter 7's p column once was); beside a clean table and a
-    figure shown at its own size."""
+    """Five planted faults, each reported once, and nothing else: a glued value in bold (one
+    inside bold text is not a fault), a table wider than the text
+    column, a figure the browser shrinks to 60% of its width, a table column whose cells are cut
+    with an ellipsis, and a table whose right-hand columns its scroll box hides (as chapter 7's
+    p column once was); beside a clean table and a figure shown at its own size."""
     images = tmp_path / "_images"
     images.mkdir()
     _png(images / "fits.png", 6)
     _png(images / "shrunk.png", 10)
     natural = int.from_bytes((images / "shrunk.png").read_bytes()[16:20], "big")  # the PNG header's width
     cells = "".join(f"<td>{i:.6f}</td>" for i in range(40))
+    boxed = ("<div style='width:300px;overflow-x:auto'><table><thead><tr><th>a</th><th>p</th></tr></thead><tbody>"
+             + "<tr>" + "".join(f"<td>{i:.6f}</td>" for i in range(12)) + "</tr></tbody></table></div>")
     clipped = ("<table><thead><tr><th>model</th><th>p</th></tr></thead><tbody><tr><td>EASE</td>"
                "<td style='max-width:30px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap'>0.000123</td>"
                "</tr></tbody></table>")
     report = _probe(tmp_path, "<table><tr><td>a</td><td>0.1</td></tr></table><img src='_images/fits.png'>"
                               f"<table><tr>{cells}</tr></table>"
-                              f"<img src='_images/shrunk.png' style='width:{round(0.6 * natural)}px'>" + clipped)
-    assert len(report) == 3, report
+                              f"<img src='_images/shrunk.png' style='width:{round(0.6 * natural)}px'>" + clipped + boxed
+                              + "<p>NDCG <span class='pasted-text' style='font-weight:bold'>0.1</span>, and "
+                              "<strong><span class='pasted-text' style='font-weight:bold'>0.2</span></strong></p>")
+    assert len(report) == 5, report
+    assert "1 glued values set in bold, unlike the prose around them" in report, report
+    assert any(r.startswith("table cut by its box") for r in report), report
     assert any(r.startswith("table ") and "px wide" in r for r in report), report
     assert any("shrunk.png shrunk to" in r for r in report), report
     assert any(r.startswith("table cell cut") and "0.000123" in r for r in report), report

@@ -63,7 +63,8 @@ def segment_leaders(per_user: Mapping[str, pd.DataFrame], segments: pd.Series | 
                     alpha: float = 0.05) -> pd.DataFrame:
     """Per segment (of one segmentation of the users, or of several, one after the other): the
     model with the highest mean ``metric`` against the runner-up on the segment's users (mean
-    difference, paired bootstrap 95% interval, sign-flip permutation p).  The numbers, whether
+    difference, paired bootstrap 95% interval, sign-flip permutation p; the runner-up's own
+    mean is in ``.attrs["tests"]``).  The numbers, whether
     the difference is significant at ``alpha``, and each segment's users are in
     ``.attrs["tests"]``."""
     segmentations = [segments] if isinstance(segments, pd.Series) else list(segments)
@@ -78,7 +79,7 @@ def segment_leaders(per_user: Mapping[str, pd.DataFrame], segments: pd.Series | 
     for t in tests:
         rows[str(t["segment"])] = {
             "users": t["n_users"], "leader": t["winner"], metric: fmt(t["value"]), "runner-up": t["runner_up"],
-            f"runner-up {metric}": fmt(t["runner_up_value"]), "difference": signed(t["diff"]),
+            "difference": signed(t["diff"]),
             "95% CI": fmt_ci(t["diff_low"], t["diff_high"]), "p": fmt_p(t["p_value"], n_perm)}
     out = tidy(pd.DataFrame.from_dict(rows, orient="index"))
     out.attrs["tests"] = tests
