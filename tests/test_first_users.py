@@ -20,6 +20,12 @@ def test_the_first_users_are_the_whole_runs_first_rows(monkeypatch, tmp_path):
     assert len(whole.users) == 5 and np.array_equal(first.users, whole.users[:2])
     assert np.array_equal(first.items, whole.items[:2])
     np.testing.assert_allclose(first.scores, whole.scores[:2], rtol=1e-5, atol=1e-5)
+    # evaluated on its own candidates: each target's rank is the number of candidates scored above it
+    from recnotes.experiments import load_split
+
+    result = whole.evaluate(load_split("ml-100k"))
+    target = whole.scores[np.arange(len(whole.users)), whole.target_pos]
+    assert np.array_equal(result.ranks, (whole.scores > target[:, None]).sum(1))
 
 
 def test_a_config_without_first_users_keeps_its_key():

@@ -27,7 +27,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -42,8 +42,11 @@ from .models.base import Recommender
 from .profiles import get_profile, resolve_profile
 from .safeio import file_sha256, move_aside, write_atomic
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .data.splits import Split
+
 __all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS", "GROUPS", "compute_group",
-           "group_of", "CURVE", "reranked_ranks", "blend_scores", "lora_run", "llm_scores", "watched_candidates", "gptrec_top", "task_config", "main"]
+           "group_of", "chapter_task", "CURVE", "reranked_ranks", "blend_scores", "lora_run", "llm_scores", "watched_candidates", "gptrec_top", "task_config", "main"]
 
 #: bumped when what an LLM config produces changes (so the cache is not reused)
 LLM_REVISION = 4
@@ -152,6 +155,12 @@ class LLMScores:
         if (self.target_pos < 0).any():
             raise ValueError("some targets are not among these candidates (a re-ranking run)")
         return Candidates(self.users, self.items, self.target_pos, self.config.stage, self.config.seed)
+
+    def evaluate(self, split: Split, ks: tuple[int, ...] = (1, 5, 10)):
+        """This ranking evaluated on its own candidates (protocol P2): an ``EvalResult``."""
+        from .evaluate import evaluate_candidates
+
+        return evaluate_candidates(self.model(), split, self.candidates(), stage=self.config.stage, ks=ks)
 
 
 class CachedScores(Recommender):
@@ -649,6 +658,16 @@ def _adapted_blocks(folder: str) -> int:
     n = int(_backend(None).model.config.num_hidden_layers)
     layers = meta.get("layers_to_transform")
     return n - min(layers) if layers else n
+
+
+def chapter_task(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
+                 llm_model: str | None = None, split: Split | None = None, window: int | None = None) -> LLMScores:
+    """One of chapter 6's LLM runs (:data:`TASKS`), from the experiment cache: computed there if
+    missing, together with the runs that share its model's bottom blocks (:data:`GROUPS`)."""
+    group = group_of(name)
+    if group is not None:
+        return compute_group(group, dataset, seed, profile, llm_model, split, window=window)[name]
+    return llm_scores(task_config(name, dataset, seed, profile, llm_model, window), split)
 
 
 def group_of(task: str) -> str | None:
