@@ -13,6 +13,13 @@ import pytest  # noqa: E402
 from recnotes.report import plots  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _own_style():
+    """The house style these tests set stays in them (other tests draw in matplotlib's own)."""
+    with matplotlib.rc_context():
+        yield
+
+
 def _png_width(fig) -> int:
     """The width of the PNG a notebook saves of ``fig`` (IPython's own ``print_figure``)."""
     from IPython.core.pylabtools import print_figure

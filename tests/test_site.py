@@ -416,10 +416,11 @@ def test_the_edge_probe_sees_a_cut_label(tmp_path):
     images = tmp_path / "_images"
     images.mkdir()
     for name, tight in (("whole", True), ("cut", False)):
-        fig, ax = plt.subplots(figsize=(3, 2))
-        ax.plot([0, 1], [0, 1])
-        ax.set_title("a title much too long for a figure this narrow, cut at both sides", fontsize=12)
-        fig.savefig(images / f"{name}.png", dpi=80, bbox_inches="tight" if tight else None)
+        with plt.style.context("default"):  # matplotlib's own style, whatever another test set
+            fig, ax = plt.subplots(figsize=(3, 2))
+            ax.plot([0, 1], [0, 1])
+            ax.set_title("a title much too long for a figure this narrow, cut at both sides", fontsize=12)
+            fig.savefig(images / f"{name}.png", dpi=80, bbox_inches="tight" if tight else None)
         plt.close(fig)
     page = tmp_path / "page.html"
     page.write_text("<html><body><article class='bd-article' style='width:1200px'>"
