@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -164,8 +163,13 @@ def owner_mismatches(glued: pd.DataFrame, results: str | Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    book = Path((argv if argv is not None else sys.argv[1:])[0] if (argv or sys.argv[1:]) else "book")
-    glued = collect(book)
+    """``python -m recnotes.report.facts [BOOK]``: print every quoted fact of the executed chapters
+    in ``BOOK`` (default ``book``) and any contradiction; exit 1 on a contradiction."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("book", nargs="?", default="book", type=Path, help="the folder of executed chapters")
+    glued = collect(parser.parse_args(argv).book)
     facts = glued.dropna(subset=["fact"]).sort_values(["fact", "page"])
     with pd.option_context("display.max_rows", None, "display.max_colwidth", 80, "display.width", 200):
         print(f"{len(glued)} glued values on {glued['page'].nunique()} pages; "
