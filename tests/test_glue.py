@@ -32,13 +32,17 @@ def test_plain_turns_numpy_scalars_into_python_numbers():
     assert type(plain(np.array(2.0))) is float and plain("text") == "text"
 
 
-def test_glue_without_myst_nb_writes_what_myst_nb_writes(shell, monkeypatch):
-    pytest.importorskip("myst_nb")
-    with_myst_nb = glued(np.float64(0.25))
+def test_glue_writes_what_myst_nb_writes_and_needs_no_myst_nb(shell, monkeypatch):
+    myst_nb = pytest.importorskip("myst_nb")
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as out:
+        myst_nb.glue("x", 0.25, display=False)  # myst-nb's own, the reference
+    reference = [(o.data, o.metadata) for o in out.outputs]
+    assert glued(np.float64(0.25)) == reference
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # `import myst_nb` now fails, as on Colab
-    without = glued(np.float64(0.25))
-    assert without == with_myst_nb
-    assert without == [({GLUE_PREFIX + "text/plain": "0.25"}, {"scrapbook": {"name": "x", "mime_prefix": GLUE_PREFIX}})]
+    assert glued(np.float64(0.25)) == reference
+    assert reference == [({GLUE_PREFIX + "text/plain": "0.25"}, {"scrapbook": {"name": "x", "mime_prefix": GLUE_PREFIX}})]
 
 
 def test_glue_outside_ipython_and_without_myst_nb_does_nothing(monkeypatch, capsys):
