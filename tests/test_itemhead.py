@@ -1,7 +1,7 @@
 """The item-head LLM against independent references: its windows make every training film but a
 user's first a target once, its scores are a plain forward pass of the pinned model (one user at
 a time, no padding), no state sees a later film, the item matrix starts from the LLM's own view of
-each film read alone, training moves only the adapters and the head and lowers the loss, and
+each film read alone (centred on the films' mean when asked), training moves only the adapters and the head and lowers the loss, and
 what it saves loads back to the same scores."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_scores_are_a_plain_forward_pass_of_one_user(model, split):
     scores = model.score(histories)
     for row, hist in enumerate(histories):
         h = _by_hand(model, hist[-(model.settings.window - 1):])
-        want = F.normalize(h, dim=0) * model.settings.scale @ model.items.T + model.bias
+        want = F.normalize(h - model.center, dim=0) * model.settings.scale @ model.items.T + model.bias
         torch.testing.assert_close(scores[row, 1:], want[1:], rtol=1e-4, atol=1e-4)
     assert scores[:, 0].eq(-np.inf).all()
 
@@ -90,20 +90,26 @@ def test_no_state_sees_a_later_film(model):
 def test_the_item_matrix_starts_from_each_films_line_read_alone(split, backend):
     titles = item_titles(split.data)
     catalogue = [titles[0], titles[1], titles[50], titles[1682]]  # three films and the padding row
-    fresh = ItemHeadLLM(backend, catalogue, ItemHeadSettings(layers=1))  # computes its own vectors
-    np.testing.assert_allclose(fresh.items.numpy(), F.normalize(torch.as_tensor(
-        llm_item_vectors(backend, catalogue)), dim=1).numpy(), rtol=1e-5, atol=1e-6)
-    for row, title in enumerate(catalogue[1:], start=1):
+    fresh = ItemHeadLLM(backend, catalogue, ItemHeadSettings(layers=1, center=True))  # computes its own vectors
+    states = []
+    for title in catalogue[1:]:
         ids = backend.prompt_ids(continuation_text(title, "list"))
-        h = backend.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0, -1]
-        torch.testing.assert_close(fresh.items[row], F.normalize(h, dim=0), rtol=1e-4, atol=1e-5)
+        states.append(backend.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0, -1])
+    mean = torch.stack(states).mean(dim=0)  # the films' mean vector: the states' centre
+    torch.testing.assert_close(fresh.center.detach(), mean, rtol=1e-4, atol=1e-4)
+    for row, h in enumerate(states, start=1):
+        torch.testing.assert_close(fresh.items[row], F.normalize(h - mean, dim=0), rtol=1e-4, atol=1e-4)
+    plain = ItemHeadLLM(backend, catalogue, ItemHeadSettings(layers=1))  # the default: not centred
+    assert not plain.center.any()
+    for row, h in enumerate(states, start=1):
+        torch.testing.assert_close(plain.items[row], F.normalize(h, dim=0), rtol=1e-4, atol=1e-5)
 
 
 def test_training_moves_only_the_adapters_and_the_head_and_lowers_the_loss(split, backend, vectors):
-    settings = ItemHeadSettings(layers=1, window=10, batch_size=4, passes=48 / len(item_windows(split, 10, 0)),
+    seen = item_windows(split, 10, 0)[:48]  # the windows the 12 steps train on
+    settings = ItemHeadSettings(layers=1, window=10, batch_size=4, targets=sum(len(w) - 1 for w in seen),
                                 warmup_steps=2)
     head = ItemHeadLLM(backend, item_titles(split.data), settings, vectors)
-    seen = item_windows(split, 10, 0)[:48]  # the windows the 12 steps train on
     with torch.no_grad():
         before = float(head.loss(seen))
     frozen = {n: p.detach().clone() for n, p in head.body.named_parameters() if not p.requires_grad}
@@ -125,3 +131,40 @@ def test_saved_model_loads_back_to_the_same_scores(model, split, backend, vector
     again = ItemHeadLLM(backend, model.titles, model.settings, np.zeros_like(vectors)).load(tmp_path)
     histories = [np.asarray(split.train[u]) for u in (3, 4)]
     torch.testing.assert_close(again.score(histories), model.score(histories))
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(split, backend, vectors, tmp_path):
+    """Stopped after its first step and resumed from the checkpoint, a run ends where the same run
+    without a stop ends: the same losses, the same kept models, the same scores."""
+    settings = ItemHeadSettings(layers=1, window=6, batch_size=2, targets=40, warmup_steps=2)
+    titles = item_titles(split.data)
+    whole = ItemHeadLLM(backend, titles, settings, vectors).fit(split, progress=False, checkpoint_dir=tmp_path / "a",
+                                                               keep=(12,))
+    first = ItemHeadLLM(backend, titles, settings, vectors)
+    first.fit(split, progress=False, checkpoint_dir=tmp_path / "b", keep=(12,), checkpoint_every=1, max_seconds=0)
+    assert len(first.history) == 1
+    resumed = ItemHeadLLM(backend, titles, settings, vectors).fit(split, progress=False,
+                                                                 checkpoint_dir=tmp_path / "b", keep=(12,))
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    assert resumed.targets_seen == whole.targets_seen >= 40
+    kept = whole.kept(tmp_path / "a")
+    assert list(kept) == list(resumed.kept(tmp_path / "b")) and list(kept)[-1] == whole.targets_seen
+    assert 12 <= list(kept)[0] < 12 + 2 * 5  # the first step at or past 12 targets (2 windows of <= 5)
+    histories = [np.asarray(split.train[u]) for u in (5, 6)]
+    torch.testing.assert_close(resumed.score(histories), whole.score(histories))
+    again = ItemHeadLLM.from_saved(backend, titles, kept[whole.targets_seen])
+    torch.testing.assert_close(again.score(histories), whole.score(histories))
+
+
+def test_a_float16_head_loads_back_alike_and_to_the_same_scores_each_time(model, split, backend, tmp_path):
+    """The committed copy keeps the item head in float16 (half the bytes): scores move by at most
+    the head's rounding, and every load gives the same scores."""
+    model.save(tmp_path, torch.float16)
+    histories = [np.asarray(split.train[u]) for u in (7, 8)]
+    one = ItemHeadLLM.from_saved(backend, model.titles, tmp_path).score(histories)
+    two = ItemHeadLLM.from_saved(backend, model.titles, tmp_path).score(histories)
+    assert torch.equal(one, two)
+    # each coordinate rounded to 11 bits moves <q, E[i]> (|q| = scale) by at most scale * 2^-11 * |E[i]|
+    norms = model.items.detach().norm(dim=1).max()
+    bound = float(model.settings.scale * 2.0 ** -11 * norms + 2.0 ** -11 * model.bias.detach().abs().max()) * 1.01
+    assert float((one - model.score(histories))[:, 1:].abs().max()) < bound

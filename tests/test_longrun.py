@@ -101,7 +101,7 @@ def test_committed_adapters_load_with_peft_and_score_as_the_book_does(split):
     from peft import PeftModel
 
     from recnotes.models.llm import HFBackend, LLMRanker, item_titles
-    from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings
+    from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings, _quiet_peft
     from recnotes.evaluate import sample_candidates
 
     folder = ROOT / longrun.RECORD_DIR / "lora-chosen"
@@ -112,8 +112,9 @@ def test_committed_adapters_load_with_peft_and_score_as_the_book_does(split):
     settings = LoRASettings(**{**s, "targets": tuple(s["targets"]), "keep": tuple(s["keep"])})
     book = FineTunedLLMRanker(base, titles, settings)
     book.load_adapters(folder / "adapter_model.safetensors")
-    peft_model = PeftModel.from_pretrained(HFBackend.from_pretrained(device="cpu", dtype=torch.float32).model,
-                                           str(folder))
+    with _quiet_peft():  # peft calls a method transformers marks as deprecated: not this test's subject
+        peft_model = PeftModel.from_pretrained(HFBackend.from_pretrained(device="cpu", dtype=torch.float32).model,
+                                               str(folder))
     theirs = LLMRanker(HFBackend(peft_model, base.tokenizer, name=base.name), titles, "likelihood", "list",
                        s["window"] - 1)
     cands = sample_candidates(split, n_users=3, seed=0)

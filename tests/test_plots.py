@@ -82,7 +82,8 @@ def test_every_two_models_differ_in_colour_and_in_grey():
     import itertools
     import math
 
-    names = ["Popularity", "Random", "ItemKNN", "EASE", "LSTM", "GPTRec", "TextEmbedding", "LLMRanker[list]"]
+    names = ["Popularity", "Random", "ItemKNN", "EASE", "LSTM", "GPTRec", "TextEmbedding", "LLMRanker[list]",
+             "LLMItemHead"]
     colors = plots.model_colors(names)
     assert colors["LLMRanker[list]"] == plots.MODEL_COLORS["LLMRanker"]
     assert plots.model_colors(["GPTRec (seed 0)"])["GPTRec (seed 0)"] == colors["GPTRec"]

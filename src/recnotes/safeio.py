@@ -1,4 +1,5 @@
-"""Files that are whole or absent: atomic writes, checksums, and broken entries moved aside.
+"""Files that are whole or absent: atomic writes, checksums, broken entries moved aside, and the
+training checkpoints written with them.
 
 The experiment cache and the training checkpoints are written with
 :func:`write_atomic` (a temporary file in the same folder, then a rename), so a
@@ -11,14 +12,19 @@ one line on stderr, and is computed again.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-__all__ = ["file_sha256", "write_atomic", "move_aside"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["file_sha256", "write_atomic", "move_aside", "save_checkpoint", "read_checkpoint",
+           "optimizer_tensors", "load_optimizer"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -51,3 +57,53 @@ def move_aside(path: str | Path, what: str, reason: str, then: str = "training a
     print(f"recnotes: {what} at {path} cannot be used ({reason}); moved it to {target} and {then}",
           file=sys.stderr, flush=True)
     return target
+
+
+# ---------------------------------------------------------------- training checkpoints
+def save_checkpoint(path: Path, tensors: dict, meta: dict) -> None:
+    """Write the checkpoint atomically: the weights, then the JSON with their checksum."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    weights = path / "last.safetensors"
+    write_atomic(weights, lambda tmp: save_file(
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp)))
+    meta = {**meta, "sha256": file_sha256(weights)}
+    write_atomic(path / "last.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+
+
+def read_checkpoint(path: Path, signature: dict) -> tuple[dict, dict] | None:
+    """``(tensors, meta)`` of the checkpoint in ``path`` if it belongs to this run; None if there
+    is none or it is for another configuration.  A checkpoint that cannot be read, or whose
+    weights do not match its checksum, is moved aside (training then starts from scratch)."""
+    from safetensors.torch import load_file
+
+    if not (path / "last.json").is_file():
+        return None
+    try:
+        meta = json.loads((path / "last.json").read_text())
+        if meta["signature"] != json.loads(json.dumps(signature)):
+            return None
+        if file_sha256(path / "last.safetensors") != meta["sha256"]:
+            raise ValueError("last.safetensors does not match the checksum in last.json")
+        return load_file(str(path / "last.safetensors")), meta
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is discarded
+        move_aside(path, "the training checkpoint", f"{type(err).__name__}: {err}",
+                   then="training from the first epoch")
+        return None
+
+
+def optimizer_tensors(opt: "torch.optim.Optimizer") -> tuple[dict, dict]:
+    """An optimizer's state as flat tensors (``opt.<param>.<name>``) and the JSON that rebuilds it."""
+    state = opt.state_dict()
+    tensors = {f"opt.{i}.{k}": v for i, s in state["state"].items() for k, v in s.items()}
+    return tensors, {"param_groups": state["param_groups"], "keys": sorted(tensors)}
+
+
+def load_optimizer(opt: "torch.optim.Optimizer", tensors: dict, meta: dict) -> None:
+    """Restore what :func:`optimizer_tensors` wrote into ``opt``."""
+    state: dict = {}
+    for key in meta["keys"]:
+        _, i, name = key.split(".", 2)
+        state.setdefault(int(i), {})[name] = tensors[key]
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from .data.splits import pad_sequences
 from .device import get_device, keep_freed_memory, precision, training_dtype
 from .models.kernels import linear_cross_entropy, using_reference
 from .progress import progress_bar
-from .safeio import file_sha256, move_aside, write_atomic
+from .safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data.splits import Split
@@ -128,49 +127,6 @@ def _lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def _save(path: Path, tensors: dict, meta: dict) -> None:
-    """Write the checkpoint atomically: the weights, then the JSON with their checksum."""
-    path.mkdir(parents=True, exist_ok=True)
-    weights = path / "last.safetensors"
-    write_atomic(weights, lambda tmp: save_file(
-        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp)))
-    meta = {**meta, "sha256": file_sha256(weights)}
-    write_atomic(path / "last.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
-
-
-def _read_checkpoint(path: Path, signature: dict) -> tuple[dict, dict] | None:
-    """``(tensors, meta)`` of the checkpoint in ``path`` if it belongs to this run; None if there
-    is none or it is for another configuration.  A checkpoint that cannot be read, or whose
-    weights do not match its checksum, is moved aside (training then starts from scratch)."""
-    if not (path / "last.json").is_file():
-        return None
-    try:
-        meta = json.loads((path / "last.json").read_text())
-        if meta["signature"] != json.loads(json.dumps(signature)):
-            return None
-        if file_sha256(path / "last.safetensors") != meta["sha256"]:
-            raise ValueError("last.safetensors does not match the checksum in last.json")
-        return load_file(str(path / "last.safetensors")), meta
-    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is discarded
-        move_aside(path, "the training checkpoint", f"{type(err).__name__}: {err}",
-                   then="training from the first epoch")
-        return None
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    state = opt.state_dict()
-    tensors = {f"opt.{i}.{k}": v for i, s in state["state"].items() for k, v in s.items()}
-    return tensors, {"param_groups": state["param_groups"], "keys": sorted(tensors)}
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
-    state: dict = {}
-    for key in meta["keys"]:
-        _, i, name = key.split(".", 2)
-        state.setdefault(int(i), {})[name] = tensors[key]
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None = None, *,
           checkpoint_dir: str | Path | None = None, device: str | torch.device | None = None,
           progress: bool = True, metric: Callable[..., float] = validation_ndcg,
@@ -209,12 +165,12 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
     best, best_state, bad, start = -math.inf, None, 0, 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     signature = {"train": asdict(cfg), "model": model.config(), "n_items": model.n_items}
-    resumed = _read_checkpoint(ckpt, signature) if ckpt is not None else None
+    resumed = read_checkpoint(ckpt, signature) if ckpt is not None else None
     if resumed is not None:
         tensors, meta = resumed
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
-        _load_optimizer(opt, tensors, meta["optimizer"])
+        load_optimizer(opt, tensors, meta["optimizer"])
         gen.set_state(tensors["rng.gen"])
         torch.set_rng_state(tensors["rng.torch"])
         history, best, bad, start = meta["history"], meta["best"], meta["bad"], meta["epoch"]
@@ -262,11 +218,11 @@ def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None 
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", ndcg10=f"{row.get('valid_ndcg10', float('nan')):.4f}")
         if ckpt is not None:
-            opt_tensors, opt_meta = _optimizer_tensors(opt)
+            opt_tensors, opt_meta = optimizer_tensors(opt)
             tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
                        **{f"best.{k}": v for k, v in (best_state or {}).items()}, **opt_tensors,
                        "rng.gen": gen.get_state(), "rng.torch": torch.get_rng_state()}
-            _save(ckpt, tensors, {"signature": signature, "history": history, "best": best,
+            save_checkpoint(ckpt, tensors, {"signature": signature, "history": history, "best": best,
                                   "bad": bad, "epoch": epoch + 1, "optimizer": opt_meta})
         if bad >= cfg.patience:
             break

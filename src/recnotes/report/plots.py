@@ -40,7 +40,8 @@ def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, nrows: i
 #: one colour per model family, every pair apart in hue (CIE ΔE at least 25) and in
 #: lightness (ΔL* at least 5, so that they differ in grey too); Okabe-Ito-like
 MODEL_COLORS = {"LLMRanker": "#6A2C91", "ItemKNN": "#006D4F", "Popularity": "#0173B2", "EASE": "#D55E00",
-                "LSTM": "#CC78BC", "GPTRec": "#56B4E9", "Random": "#BBBBBB", "TextEmbedding": "#E6D222"}
+                "LSTM": "#CC78BC", "GPTRec": "#56B4E9", "Random": "#BBBBBB", "TextEmbedding": "#E6D222",
+                "LLMItemHead": "#6B1414"}
 
 
 def model_colors(names) -> dict[str, str | tuple]:
@@ -106,30 +107,37 @@ def glue_figure(name: str, fig) -> None:
     glue_hidden(name, fig)
     plt.close(fig)
 
-def learning_curves(curves, references, colors, ylabel: str = "NDCG@10 on P2 (20 candidates)"):
+def learning_curves(curves, references, colors, ylabel: str = "NDCG@10 on P2 (20 candidates)",
+                    xlabels: tuple[str, str] = ("training targets (log scale)",
+                                                "CPU seconds of fine-tuning (log scale)")):
     """Two panels of learning curves, against training targets and against CPU seconds (log
-    axes; the zero-shot point, at 0, is drawn at the left edge and labelled "0").
+    axes; a zero-shot point, at 0, is drawn at the left edge and labelled "0").
 
-    ``curves``: label -> frame with columns ``targets``, ``seconds``, ``ndcg10``, ``low``,
-    ``high`` (one row per kept point, the first at 0); ``references``: label -> a value drawn as
-    a dashed line; ``colors``: label -> colour for both.  Returns the figure.
+    ``curves``: label -> frame with columns ``targets``, ``seconds``, ``ndcg10`` and, for a
+    band, ``low`` and ``high`` (one row per kept point); ``references``: label -> a value drawn
+    as a dashed line; ``colors``: label -> colour for both.  Returns the figure.
     """
     import numpy as np
 
     fig, axes = new_figure(ncols=2, width=8, height=4.4, sharey=True)
     markers = "os^vD"
-    for ax, column, floor, label in ((axes[0], "targets", 300.0, "training targets (log scale)"),
-                                     (axes[1], "seconds", 10.0, "CPU seconds of fine-tuning (log scale)")):
+    for ax, column, floor, label in ((axes[0], "targets", 300.0, xlabels[0]),
+                                     (axes[1], "seconds", 10.0, xlabels[1])):
+        zero = any((frame[column] == 0).any() for frame in curves.values())
+        top = max(float(frame[column].max()) for frame in curves.values())
         for (name, frame), marker in zip(curves.items(), markers):
             x = np.maximum(frame[column].to_numpy(float), floor)
-            ax.fill_between(x, frame["low"], frame["high"], color=colors[name], alpha=0.15, lw=0)
+            if {"low", "high"} <= set(frame.columns):
+                ax.fill_between(x, frame["low"], frame["high"], color=colors[name], alpha=0.15, lw=0)
             ax.plot(x, frame["ndcg10"], marker=marker, ms=4, color=colors[name], label=name)
         for (name, value), style in zip(references.items(), ("--", "-.", ":", (0, (5, 1)))):
             ax.axhline(value, ls=style, lw=1.4, color=colors[name], label=name)
         ax.set_xscale("log")
-        ticks = [floor] + [t for t in (1e3, 1e4, 1e5) if column == "targets"] + \
-                [t for t in (1e2, 1e3, 1e4) if column == "seconds"]
-        ax.set_xticks(ticks, ["0"] + [f"{t / 1000:g}k" if column == "targets" else f"{t:,.0f}" for t in ticks[1:]])
+        decades = [10.0 ** e for e in range(2 if column == "seconds" else 3, 9) if floor < 10.0 ** e <= top * 1.5]
+        ticks = ([floor] if zero else []) + decades
+        ax.set_xticks(ticks, (["0"] if zero else []) + [
+            (f"{t / 1e6:g}M" if t >= 1e6 else f"{t / 1000:g}k") if column == "targets" else f"{t:,.0f}"
+            for t in decades])
         ax.set(xlabel=label)
     axes[0].set_ylabel(ylabel)
     handles, labels = axes[0].get_legend_handles_labels()

@@ -7,8 +7,12 @@ film, with a full-softmax cross-entropy over the catalogue at every line of a wi
 GPTRec is trained (Lite-LLM4Rec's item projection head, HLLM's split of item and user
 models).  The matrix starts from the LLM's own vector of each film
 (:func:`~recnotes.models.llm.items.llm_item_vectors`, HLLM's item embedding), normalised;
-a score is ``scale * <h / |h|, E[item]> + bias[item]`` with a fixed ``scale`` (a softmax
-temperature).
+a score is ``scale * <(h - c) / |h - c|, E[item]> + bias[item]`` with a fixed logit
+``scale`` (an inverse temperature).  The LLM's states share one dominant direction (the films'
+vectors have a mean cosine of about 0.97 with each other), so every film starts with nearly
+the same score; ``settings.center`` subtracts the films' mean vector ``c`` (trained) from the
+matrix's start and from the states.  Without it ``c`` is zero: the validation search
+(``book/tuning/ItemHead.json``) preferred that.
 
 Trained: LoRA adapters on the top ``layers`` blocks, the item matrix and the bias.
 The bottom blocks stay frozen.  The training windows overlap by one film, so every training
@@ -17,6 +21,7 @@ film but each user's first is a target exactly once, after the films before it i
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 
 from ...device import training_dtype
 from ...progress import progress_bar
+from ...safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_checkpoint
 from ..base import Recommender, check_histories
 from ..kernels import linear_cross_entropy
 from .backends import HFBackend
@@ -45,23 +51,28 @@ __all__ = ["ItemHeadSettings", "ItemHeadLLM", "item_windows"]
 
 @dataclass(frozen=True)
 class ItemHeadSettings:
-    """How the item-head LLM is built and trained."""
+    """How the item-head LLM is built and trained.  The defaults are the best setting of the
+    validation search (``book/tuning/ItemHead.json``; a test ties them)."""
 
     rank: int = 4
     alpha: float = 8.0
-    layers: int = 8  # adapters on the top `layers` blocks
-    window: int = 40  # films per training window (and the most a user's history shows)
+    layers: int = 4  # adapters on the top `layers` blocks
+    window: int = 20  # films per training window (and the most a user's history shows)
     lr: float = 1e-3  # the adapters'
     head_lr: float = 1e-2  # the item matrix's and bias's
     batch_size: int = 4  # windows per step
     passes: float = 1.0  # over the training targets (a fraction stops early)
+    targets: int | None = None  # the run's length in targets instead (a proxy run of a search)
     warmup_steps: int = 10
-    scale: float = 16.0  # the fixed temperature of <h / |h|, E[item]>
+    scale: float = 16.0  # the fixed logit scale of <(h - c) / |h - c|, E[item]>
+    center: bool = False  # subtract the films' mean vector from the matrix's start and from the states
     seed: int = 0
 
     def __post_init__(self) -> None:
         if min(self.rank, self.layers, self.batch_size) < 1 or self.window < 2 or self.passes <= 0:
             raise ValueError("rank, layers and batch_size must be >= 1, window >= 2, passes > 0")
+        if self.targets is not None and self.targets < 1:
+            raise ValueError(f"targets must be >= 1 or None, got {self.targets}")
 
 
 def item_windows(split: "Split", window: int, seed: int = 0) -> list[np.ndarray]:
@@ -116,8 +127,12 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
             self.body = get_peft_model(model, config)
         self.body.eval()
         self.backend.model = self.body
-        #: the item matrix, started from the LLM's own vector of each film, normalised (row 0: padding)
-        self.items = torch.nn.Parameter(F.normalize(vectors.float(), dim=1))
+        #: the item matrix: the LLM's own vector of each film (centred if asked), normalised (row 0: padding)
+        vectors = vectors.float()
+        mean = vectors[1:].mean(dim=0) if s.center else torch.zeros(vectors.shape[1])
+        #: the states' centre (trained; fixed at zero without ``settings.center``)
+        self.center = torch.nn.Parameter(mean.clone(), requires_grad=s.center)
+        self.items = torch.nn.Parameter(F.normalize(vectors - mean, dim=1))
         self.bias = torch.nn.Parameter(torch.zeros(len(self.titles)))
         self.n_items = len(self.titles) - 1
         self._header = self.backend.prompt_ids(LIST_HEADER)
@@ -150,7 +165,7 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
         return [hidden[r, torch.as_tensor(ends, device=hidden.device)] for r, (_, ends) in enumerate(built)]
 
     def _query(self, h: torch.Tensor) -> torch.Tensor:
-        return F.normalize(h.float(), dim=-1) * self.settings.scale
+        return F.normalize(h.float() - self.center, dim=-1) * self.settings.scale
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Scores ``[n, n_items + 1]`` of every film after the states ``h [n, hidden]``."""
@@ -187,29 +202,69 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
         return out
 
     # ------------------------------------------------------------ training
-    def fit(self, split: "Split", progress: bool = True, max_seconds: float | None = None) -> "ItemHeadLLM":
-        """Train on the training windows (:func:`item_windows`) for ``settings.passes`` passes:
-        AdamW, linear warm-up then linear decay to zero, gradients clipped at 1."""
-        if split.n_items != self.n_items:
-            raise ValueError(f"the split has {split.n_items} films, the item head {self.n_items}")
+    def _schedule(self, split: "Split") -> list[list[np.ndarray]]:
+        """The run's steps: each a batch of windows; a pass takes every window once, and each pass
+        after the first draws a new seeded order."""
         s = self.settings
         windows = item_windows(split, s.window, s.seed)
         per_pass = sum(len(w) - 1 for w in windows)
-        steps = max(1, int(round(s.passes * len(windows) / s.batch_size)))
+        total = s.targets if s.targets is not None else int(round(s.passes * per_pass))
+        gen = np.random.default_rng([s.seed, 19])
+        steps, seen, order = [], 0, windows
+        while seen < total:
+            for i in range(0, len(order), s.batch_size):
+                chunk = order[i:i + s.batch_size]
+                steps.append(chunk)
+                seen += sum(len(w) - 1 for w in chunk)
+                if seen >= total:
+                    break
+            order = [windows[int(i)] for i in gen.permutation(len(windows))]
+        self.targets_per_pass = per_pass
+        return steps
+
+    def _signature(self) -> dict:
+        return {"settings": json.loads(json.dumps(asdict(self.settings))), "model": self.backend.name,
+                "items": len(self.titles)}
+
+    def fit(self, split: "Split", progress: bool = True, max_seconds: float | None = None,
+            checkpoint_dir: str | Path | None = None, keep: Sequence[int] = (),
+            checkpoint_every: int = 50) -> "ItemHeadLLM":
+        """Train on the training windows (:func:`item_windows`) for ``settings.passes`` passes (or
+        ``settings.targets`` targets): AdamW, linear warm-up then linear decay to zero, gradients
+        clipped at 1.
+
+        With ``checkpoint_dir`` the state (adapters, head, optimizer) is saved there every
+        ``checkpoint_every`` steps and an interrupted run resumes from it; the model after each
+        number of targets in ``keep`` (and at the end) is saved as ``keep-<targets>/``
+        (:meth:`save`)."""
+
+        if split.n_items != self.n_items:
+            raise ValueError(f"the split has {split.n_items} films, the item head {self.n_items}")
+        s = self.settings
+        schedule = self._schedule(split)
+        steps = len(schedule)
         adapters = [p for p in self.body.parameters() if p.requires_grad]
-        head = [self.items, self.bias]
+        head = [self.items, self.bias] + ([self.center] if s.center else [])
         opt = torch.optim.AdamW([{"params": adapters, "lr": s.lr}, {"params": head, "lr": s.head_lr}],
                                 weight_decay=0.0)
         base = [s.lr, s.head_lr]
-        gen = np.random.default_rng([s.seed, 19])
-        bar = progress_bar(total=steps, desc="item-head LLM (steps)", leave=False, disable=not progress)
+        folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        first = 0
+        if folder is not None:
+            resumed = read_checkpoint(folder, self._signature())
+            if resumed is not None:
+                tensors, meta = resumed
+                self._load_state({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+                load_optimizer(opt, {k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
+                first, self.history = meta["step"], meta["history"]
+                self.train_seconds, self.targets_seen = meta["train_seconds"], meta["targets_seen"]
+        total = sum(sum(len(w) - 1 for w in chunk) for chunk in schedule)
+        bar = progress_bar(total=total, initial=self.targets_seen, desc="item-head LLM (targets)", leave=False,
+                           disable=not progress)
         self.body.train()
         start = time.perf_counter() - self.train_seconds
-        for step in range(steps):
-            if step and step % len(range(0, len(windows), s.batch_size)) == 0:
-                windows = [windows[int(i)] for i in gen.permutation(len(windows))]  # a new pass
-            i = (step * s.batch_size) % len(windows)
-            chunk = windows[i:i + s.batch_size]
+        for step in range(first, steps):
+            chunk = schedule[step]
             factor = (step + 1) / s.warmup_steps if step < s.warmup_steps else \
                 max(0.0, (steps - step) / max(1, steps - s.warmup_steps))
             for group, lr in zip(opt.param_groups, base):
@@ -219,54 +274,97 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(adapters + head, 1.0)
             opt.step()
+            before = self.targets_seen
             self.targets_seen += sum(len(w) - 1 for w in chunk)
+            self.train_seconds = time.perf_counter() - start
             self.history.append({"step": step + 1, "targets": self.targets_seen, "loss": float(loss.detach()),
-                                 "seconds": time.perf_counter() - start})
-            bar.update(1)
+                                 "seconds": self.train_seconds})
+            bar.update(self.targets_seen - before)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            last = step + 1 == steps
+            if folder is not None:
+                crossed = [k for k in keep if before < k <= self.targets_seen]
+                for k in crossed + ([self.targets_seen] if last and self.targets_seen not in crossed else []):
+                    self.body.eval()
+                    self.save(folder / f"keep-{k}")
+                    self.body.train()
+                if crossed or last or (step + 1) % checkpoint_every == 0:
+                    state, opt_meta = optimizer_tensors(opt)
+                    tensors = {f"model.{k}": v for k, v in self._state().items()} | state
+                    save_checkpoint(folder, tensors, {"signature": self._signature(), "step": step + 1, "history": self.history,
+                                            "train_seconds": self.train_seconds, "targets_seen": self.targets_seen,
+                                            "optimizer": opt_meta})
+            if max_seconds is not None and self.train_seconds > max_seconds:
                 self.history[-1]["stopped"] = "time"
                 break
         bar.close()
-        self.train_seconds = time.perf_counter() - start
-        self.targets_per_pass = per_pass
         self.body.eval()
         return self
 
-    # ------------------------------------------------------------ saving
-    def save(self, folder: str | Path) -> None:
-        """The adapters in peft's format (``adapter_config.json``, ``adapter_model.safetensors``)
-        and the head (``item_head.safetensors``) with the settings (``item_head.json``)."""
-        import json
+    def kept(self, folder: str | Path) -> dict[int, Path]:
+        """``{targets: folder}`` of the models a :meth:`fit` with ``checkpoint_dir=folder`` kept."""
+        return dict(sorted((int(p.name.split("-", 1)[1]), p) for p in Path(folder).glob("keep-*")
+                           if (p / "item_head.json").is_file()))
 
+    def _state(self) -> dict[str, torch.Tensor]:
+        from peft import get_peft_model_state_dict
+
+        return {f"adapter.{k}": v for k, v in get_peft_model_state_dict(self.body).items()} | \
+            {"items": self.items.detach(), "bias": self.bias.detach(), "center": self.center.detach()}
+
+    def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        from peft import set_peft_model_state_dict
+
+        with _quiet_peft():
+            set_peft_model_state_dict(self.body, {k[8:]: v for k, v in tensors.items() if k.startswith("adapter.")})
+        with torch.no_grad():
+            self.items.copy_(tensors["items"])
+            self.bias.copy_(tensors["bias"])
+            self.center.copy_(tensors["center"])
+
+    # ------------------------------------------------------------ saving
+    def save(self, folder: str | Path, head_dtype: torch.dtype = torch.float32) -> None:
+        """The adapters in peft's format (``adapter_config.json``, ``adapter_model.safetensors``)
+        and the head (``item_head.safetensors``, in ``head_dtype``) with the settings
+        (``item_head.json``)."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with _quiet_peft():
             self.body.save_pretrained(str(folder))
-        save_file({"items": self.items.detach().cpu().contiguous(), "bias": self.bias.detach().cpu().contiguous()},
+        (folder / "README.md").unlink(missing_ok=True)  # peft's empty model card
+        save_file({"items": self.items.detach().to(head_dtype).cpu().contiguous(),
+                   "bias": self.bias.detach().to(head_dtype).cpu().contiguous(),
+                   "center": self.center.detach().cpu().contiguous()},  # float32: it is subtracted from states
                   str(folder / "item_head.safetensors"))
-        (folder / "item_head.json").write_text(json.dumps({"settings": asdict(self.settings),
-                                                           "targets_seen": self.targets_seen}, indent=1))
+        (folder / "item_head.json").write_text(json.dumps(
+            {"settings": asdict(self.settings), "model": self.backend.name, "targets_seen": self.targets_seen,
+             "train_seconds": round(self.train_seconds, 2)}, indent=1) + "\n")
 
     def load(self, folder: str | Path) -> "ItemHeadLLM":
         """Load what :meth:`save` wrote into this model (the same settings)."""
-        import json
-
-        from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         folder = Path(folder)
         meta = json.loads((folder / "item_head.json").read_text())
         if meta["settings"] != json.loads(json.dumps(asdict(self.settings))):
             raise ValueError(f"{folder} holds a model with other settings: {meta['settings']}")
-        with _quiet_peft():
-            set_peft_model_state_dict(self.body, load_file(str(folder / "adapter_model.safetensors")))
-        head = load_file(str(folder / "item_head.safetensors"))
-        with torch.no_grad():
-            self.items.copy_(head["items"])
-            self.bias.copy_(head["bias"])
+        head = {k: v.float() for k, v in load_file(str(folder / "item_head.safetensors")).items()}
+        adapters = {f"adapter.{k}": v for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
+        self._load_state(adapters | head)
         self.targets_seen = meta["targets_seen"]
+        self.train_seconds = meta.get("train_seconds", 0.0)
         self.body.eval()
         return self
+
+    @classmethod
+    def from_saved(cls, backend: HFBackend, titles: Sequence[str], folder: str | Path) -> "ItemHeadLLM":
+        """The model :meth:`save` wrote into ``folder``, over ``backend`` (its settings read from
+        the folder; no pass over the titles: the item matrix is the saved one)."""
+        meta = json.loads((Path(folder) / "item_head.json").read_text())
+        settings = ItemHeadSettings(**meta["settings"])
+        hidden = int(backend.model.config.hidden_size)
+        zeros = np.zeros((len(titles), hidden), dtype=np.float32)
+        zeros[:, 0] = 1.0  # any unit rows: load() replaces them
+        return cls(backend, titles, settings, vectors=zeros).load(folder)

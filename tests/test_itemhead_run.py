@@ -1,0 +1,108 @@
+"""The item-head LLM's search and long-run records: the search's choice is its best validation
+entry, the long run trained that choice, its committed model is the kept one best on validation,
+its users are every user (P1) and chapter 6's (P2), and the committed files, loaded over the
+pinned model, give the record's ranks again (a record altered by hand does not pass)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recnotes import itemhead_run
+from recnotes.data import load_movielens
+from recnotes.data.splits import leave_one_out
+from recnotes.evaluate import sample_candidates
+from recnotes.evaluate.metrics import rank_metrics
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leave_one_out(load_movielens())
+
+
+@pytest.fixture(scope="module")
+def record():
+    return itemhead_run.read_record()
+
+
+@pytest.fixture(scope="module")
+def search():
+    return itemhead_run.read_search()
+
+
+def test_a_setting_is_the_centre_with_the_named_fields_changed():
+    setting = itemhead_run.parse_setting("lr=3e-3,layers=8")
+    assert setting == {**itemhead_run.CENTRE, "lr": 3e-3, "layers": 8}
+    assert itemhead_run.setting_key(setting) == itemhead_run.setting_key(dict(reversed(setting.items())))
+    with pytest.raises(SystemExit):
+        itemhead_run.parse_setting("temperature=3")
+
+
+def test_records_of_another_proxy_length_are_not_merged(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"targets": 6000, "users": 300, "entries": {"x": {}}}))
+    b.write_text(json.dumps({"targets": 8000, "users": 300, "entries": {"y": {}}}))
+    with pytest.raises(SystemExit):
+        itemhead_run.merge([a, b], tmp_path / "out.json")
+
+
+def test_the_search_chooses_its_best_validation_entry_and_the_long_run_trains_it(search, record):
+    means = {k: float(np.mean(e["per_user"])) for k, e in search["entries"].items()}
+    assert all(abs(means[k] - e["ndcg10"]) < 1e-6 for k, e in search["entries"].items())
+    best = max(means, key=means.get)
+    assert itemhead_run.chosen(search) == search["entries"][best]["setting"]
+    assert all(len(e["per_user"]) == search["users"] for e in search["entries"].values())
+    assert {k: record["settings"][k] for k in itemhead_run.CENTRE} == itemhead_run.chosen(search)
+    assert search["targets"] < record["targets_per_pass"]  # a proxy length, shorter than the pass
+
+
+def test_the_settings_defaults_are_the_searchs_choice(search):
+    from dataclasses import asdict
+
+    from recnotes.models.llm.itemhead import ItemHeadSettings
+
+    defaults = asdict(ItemHeadSettings())
+    assert {k: defaults[k] for k in itemhead_run.CENTRE} == itemhead_run.chosen(search)
+
+
+def test_the_committed_model_is_the_kept_one_best_on_validation(record):
+    points = record["points"]
+    assert [p["targets"] for p in points] == sorted(p["targets"] for p in points)
+    assert points[-1]["targets"] >= record["targets_per_pass"]  # the pass ends after its last target
+    means = [float(np.mean(p["valid"]["per_user"])) for p in points]
+    assert max(points, key=lambda p: np.mean(p["valid"]["per_user"]))["targets"] == record["chosen_targets"]
+    assert all(abs(m - p["valid"]["ndcg10"]) < 1e-6 for m, p in zip(means, points))
+    committed = json.loads((itemhead_run.model_dir() / "item_head.json").read_text())
+    assert committed["targets_seen"] == record["chosen_targets"] and committed["settings"] == record["settings"]
+
+
+def test_the_records_users_are_every_user_and_chapter_6s(record, split):
+    assert record["p1"]["users"] == list(range(split.n_users))
+    cands = sample_candidates(split, n_users=itemhead_run.P2_USERS, seed=record["p2"]["candidates_seed"])
+    assert record["p2"]["users"] == cands.users.tolist()
+    p1, p2 = np.asarray(record["p1"]["ranks"]), np.asarray(record["p2"]["ranks"])
+    assert p1.min() >= 0 and p1.max() < split.n_items and p2.min() >= 0 and p2.max() < 20
+    # the top-10 lists agree with the ranks: a target ranked in the top 10 is in its list at that place
+    topk = np.asarray(record["p1"]["topk"])
+    targets = split.targets("test")
+    hit = p1 < 10
+    assert np.array_equal(topk[hit, p1[hit]], targets[hit])
+    frame = itemhead_run.per_user(record, "P1")
+    assert np.allclose(frame["NDCG@10"], rank_metrics(p1, (10,))["NDCG@10"])
+
+
+def test_the_committed_files_give_the_records_ranks_again(record, split):
+    check = itemhead_run.rederive(record, split, n_users=12)
+    assert set(check) == {"p1", "p2"} and all(c["users"] == 12 for c in check.values())
+
+
+def test_a_record_altered_by_hand_does_not_pass(record, split):
+    altered = json.loads(json.dumps(record))
+    altered["p2"]["ranks"] = [(r + 3) % 20 for r in altered["p2"]["ranks"]]
+    with pytest.raises(AssertionError, match="scored again"):
+        itemhead_run.rederive(altered, split, n_users=12)
