@@ -127,7 +127,9 @@ def test_saved_model_loads_back_to_the_same_scores(model, split, backend, vector
     import json
 
     model.save(tmp_path)
-    assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == model.settings.rank
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["r"] == model.settings.rank
+    assert config["base_model_name_or_path"] == backend.name  # the pinned model's name, not a local path
     again = ItemHeadLLM(backend, model.titles, model.settings, np.zeros_like(vectors)).load(tmp_path)
     histories = [np.asarray(split.train[u]) for u in (3, 4)]
     torch.testing.assert_close(again.score(histories), model.score(histories))

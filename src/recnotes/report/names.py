@@ -17,13 +17,15 @@ __all__ = ["display_name", "relabel"]
 _PROMPTS = {"recency": "chat prompt", "sequential": "chat prompt (sequential)",
             "in_context": "chat prompt (in-context)", "completion": "completion prompt", "list": "list prompt"}
 _LLM = re.compile(r"^LLMRanker\[(?P<how>[^,\]]+),(?P<template>[^\]]+)\](?P<rest>.*)$")
+#: other models whose identifier a reader would not parse
+_NAMES = {"LLMItemHead": "LLM with item head"}
 
 
 def display_name(name: str) -> str:
     """A model's name for a reader (identifiers of other models are returned as they are)."""
     m = _LLM.match(str(name))
     if not m:
-        return str(name)
+        return _NAMES.get(str(name), str(name))
     prompt = _PROMPTS.get(m["template"], m["template"])
     how = m["how"]
     if how.startswith("LoRA whole pass"):

@@ -334,6 +334,10 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
         with _quiet_peft():
             self.body.save_pretrained(str(folder))
         (folder / "README.md").unlink(missing_ok=True)  # peft's empty model card
+        # the pinned model is a file dequantized in the cache: name it, not this machine's path
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = self.backend.name
+        (folder / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file({"items": self.items.detach().to(head_dtype).cpu().contiguous(),
                    "bias": self.bias.detach().to(head_dtype).cpu().contiguous(),
                    "center": self.center.detach().cpu().contiguous()},  # float32: it is subtracted from states
