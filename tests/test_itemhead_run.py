@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from recnotes import itemhead_run
 from recnotes.data import load_movielens
 from recnotes.data.splits import leave_one_out
-from recnotes.evaluate import sample_candidates
+from recnotes.evaluate import paired_test, sample_candidates
 from recnotes.evaluate.metrics import rank_metrics
 
 torch.set_num_threads(1)
@@ -106,3 +107,21 @@ def test_a_record_altered_by_hand_does_not_pass(record, split):
     altered["p2"]["ranks"] = [(r + 3) % 20 for r in altered["p2"]["ranks"]]
     with pytest.raises(AssertionError, match="scored again"):
         itemhead_run.rederive(altered, split, n_users=12)
+
+
+def _curve_record(last, before):
+    return {"points": [{"targets": 1000, "valid": {"per_user": before}},
+                       {"targets": 2000, "valid": {"per_user": last}}]}
+
+
+def test_the_curve_words_follow_the_paired_test_of_the_last_two_kept_models():
+    rng = np.random.default_rng(0)
+    low = rng.uniform(0.0, 0.2, 300)
+    high = low + rng.uniform(0.05, 0.1, 300)  # every user better: p at its floor
+    assert "still rising" in itemhead_run.still_rising_words(_curve_record(list(high), list(low)))
+    assert "fell" in itemhead_run.still_rising_words(_curve_record(list(low), list(high)))
+    noise = low + rng.normal(0, 0.05, 300)
+    words = itemhead_run.still_rising_words(_curve_record(list(noise), list(low)))
+    assert "no significant change" in words
+    p = paired_test(pd.Series(noise), pd.Series(low))["p_value"]
+    assert p >= 0.05
