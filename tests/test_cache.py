@@ -10,7 +10,7 @@ import torch
 from recnotes.experiments import GPTRecConfig, run
 from recnotes.models import GPTRec
 from recnotes.safeio import write_atomic
-from recnotes.train import TrainConfig, train
+from recnotes.models.training import TrainConfig, train
 
 from test_train import cycle_split
 

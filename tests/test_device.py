@@ -67,7 +67,7 @@ def test_loss_scaling_leaves_float32_training_unchanged(monkeypatch):
     """The trainer's loss scaler multiplies the loss by a power of two and divides the gradients
     by it before clipping and the step: exact in float32, so the weights are those of an
     unscaled run (the path a T4 takes, here on the CPU)."""
-    import recnotes.train as trainer
+    import recnotes.models.training as trainer
     from test_train import _tiny, cycle_split
 
     split = cycle_split()

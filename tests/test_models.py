@@ -12,7 +12,7 @@ from recnotes.data import Interactions, leave_one_out
 from recnotes.evaluate import evaluate_full
 from recnotes.models import EASE, GPTRec, ItemKNN, LSTM, NotFittedError, Popularity, Random
 from recnotes.models.base import histories_matrix
-from recnotes.train import TrainConfig
+from recnotes.models.training import TrainConfig
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ import torch
 from recnotes.data import Interactions, leave_one_out
 from recnotes.evaluate import evaluate_full
 from recnotes.models import GPTRec, LSTM
-from recnotes.train import TrainConfig, seed_everything, train, training_windows
+from recnotes.models.training import TrainConfig, seed_everything, train, training_windows
 
 torch.set_num_threads(1)
 
@@ -135,7 +135,7 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path):
     calls = []
 
     def interrupting(m, s):
-        from recnotes.train import validation_ndcg
+        from recnotes.models.training import validation_ndcg
         calls.append(1)
         if len(calls) == 3:
             raise Interrupt

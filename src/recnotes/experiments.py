@@ -42,7 +42,7 @@ from .models import EASE, GPTRec, ItemKNN, LSTM, Popularity, Random, Recommender
 from .models.base import SequenceRecommender
 from .profiles import get_profile, resolve_profile
 from .safeio import file_sha256, move_aside, write_atomic
-from .train import TrainConfig
+from .models.training import TrainConfig
 
 __all__ = ["ExperimentConfig", "PopularityConfig", "RandomConfig", "ItemKNNConfig", "EASEConfig",
            "LSTMConfig", "GPTRecConfig", "Run", "run", "load_split", "data_fingerprint",

@@ -149,7 +149,7 @@ def epoch_seconds(model: str, params: dict[str, Any], split, previous_kernels: b
     from dataclasses import replace
 
     from .models.kernels import reference
-    from .train import seed_everything, train
+    from .models.training import seed_everything, train
 
     config = _config(model, params, "full")
     built = config.build()

@@ -55,7 +55,7 @@ def worker(model: str, variant: str, epochs: int) -> dict:
 
     from ..experiments import load_split
     from ..models.kernels import reference
-    from ..train import seed_everything, train, training_windows
+    from ..models.training import seed_everything, train, training_windows
 
     torch.set_num_threads(1)
     split = load_split("ml-100k")

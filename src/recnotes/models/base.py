@@ -84,7 +84,7 @@ class SequenceRecommender(Recommender, torch.nn.Module):
     """A neural next-item model: ``forward(seqs [b, L]) -> logits [b, L, n_items + 1]``.
 
     Subclasses build their layers in :meth:`build`; :meth:`fit` hands them to
-    :func:`recnotes.train.train`, which trains every position of each sequence at once.
+    :func:`recnotes.models.training.train`, which trains every position of each sequence at once.
     """
 
     max_len: int
@@ -107,8 +107,8 @@ class SequenceRecommender(Recommender, torch.nn.Module):
         return next(self.parameters()).device
 
     def fit(self, split: "Split", **kwargs) -> "SequenceRecommender":
-        """Build for ``split``'s catalogue and train with :func:`recnotes.train.train`."""
-        from ..train import TrainConfig, seed_everything, train
+        """Build for ``split``'s catalogue and train with :func:`recnotes.models.training.train`."""
+        from .training import TrainConfig, seed_everything, train
 
         cfg = self.train_config or TrainConfig()
         seed_everything(cfg.seed)  # the initial weights depend on the seed too

@@ -1,4 +1,4 @@
-"""The one trainer of recnotes' neural sequence models (LSTM, GPTRec).
+"""The one trainer of recnotes' neural sequence models (LSTM, GPTRec), which their ``fit`` calls.
 
 Each user's training sequence is read once per epoch and every position
 predicts its next item (shifted targets, padding ignored) with a full-softmax
@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
-from .data.splits import pad_sequences
-from .device import get_device, keep_freed_memory, precision, training_dtype
-from .models.kernels import linear_cross_entropy, using_reference
-from .progress import progress_bar
-from .safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_checkpoint
+from ..data.splits import pad_sequences
+from ..device import get_device, keep_freed_memory, precision, training_dtype
+from .kernels import linear_cross_entropy, using_reference
+from ..progress import progress_bar
+from ..safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data.splits import Split
-    from .models.base import SequenceRecommender
+    from ..data.splits import Split
 
 __all__ = ["TrainConfig", "train", "seed_everything", "training_windows", "validation_ndcg"]
 
@@ -112,7 +111,7 @@ def _batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> li
 
 def validation_ndcg(model, split: "Split", k: int = 10) -> float:
     """Mean NDCG@k of the validation items, full ranking with seen items masked."""
-    from .evaluate import evaluate_full
+    from ..evaluate.protocols import evaluate_full
 
     result = evaluate_full(model, split, stage="valid", ks=(k,))
     return float(result.per_user[f"NDCG@{k}"].mean())
@@ -127,12 +126,13 @@ def _lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def train(model: "SequenceRecommender", split: "Split", cfg: TrainConfig | None = None, *,
+def train(model: torch.nn.Module, split: "Split", cfg: TrainConfig | None = None, *,
           checkpoint_dir: str | Path | None = None, device: str | torch.device | None = None,
           progress: bool = True, metric: Callable[..., float] = validation_ndcg,
           max_seconds: float | None = None) -> list[dict]:
-    """Train ``model`` (already built) on ``split``'s training sequences; return the
-    per-epoch history ``[{epoch, loss, valid_ndcg10, monitor, seconds, lr}]``.
+    """Train ``model`` (a built :class:`~recnotes.models.base.SequenceRecommender`) on
+    ``split``'s training sequences; return the per-epoch history
+    ``[{epoch, loss, valid_ndcg10, monitor, seconds, lr}]``.
 
     The weights of the best monitored epoch are restored at the end.  With
     ``checkpoint_dir`` the state is saved after every epoch and an interrupted
