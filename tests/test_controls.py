@@ -7,16 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recnotes.data import load_movielens
-from recnotes.data.splits import leave_one_out
 from recnotes.llm_experiments import task_config
 from recnotes.models.llm import LLMRanker, item_titles, top_agreement, watched_first_rate
 from recnotes.models.llm.prompts import LIST_HEADER
-
-
-@pytest.fixture(scope="module")
-def split():
-    return leave_one_out(load_movielens())
 
 
 def test_prior_alone_prompt_holds_no_history_film(split):

@@ -20,14 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK, RESULTS = ROOT / "book", ROOT / "book" / "results"
 
 
-@pytest.fixture
-def shell():
-    from IPython.core.interactiveshell import InteractiveShell
-
-    yield InteractiveShell.instance()
-    InteractiveShell.clear_instance()
-
-
 def outputs_of(call):
     """The notebook outputs (nbformat dicts) that ``call()`` displays in a kernel."""
     from IPython.utils.capture import capture_output

@@ -12,23 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from recnotes.data import load_movielens
-from recnotes.data.splits import leave_one_out
 from recnotes.models.llm import HFBackend, LLMRanker, item_titles
 from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings, take_windows, training_windows
 from recnotes.models.llm.prompts import LIST_HEADER, list_prompt
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return leave_one_out(load_movielens())
-
-
-@pytest.fixture(scope="module")
-def backend():
-    return HFBackend.from_pretrained(device="cpu", dtype=torch.float32)
 
 
 def test_windows_hold_training_films_only_each_once(split):

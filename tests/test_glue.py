@@ -10,15 +10,6 @@ import pytest
 from recnotes.report.glue import GLUE_PREFIX, glue, plain
 
 
-@pytest.fixture
-def shell():
-    """An IPython shell whose display outputs the test can read."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    yield InteractiveShell.instance()
-    InteractiveShell.clear_instance()
-
-
 def glued(value):
     from IPython.utils.capture import capture_output
 

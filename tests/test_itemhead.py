@@ -11,24 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recnotes.data import load_movielens
-from recnotes.data.splits import leave_one_out
-from recnotes.models.llm import HFBackend, item_titles
+from recnotes.models.llm import item_titles
 from recnotes.models.llm.itemhead import ItemHeadLLM, ItemHeadSettings, item_windows
-from recnotes.models.llm.items import llm_item_vectors
 from recnotes.models.llm.prompts import LIST_HEADER, continuation_text
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return leave_one_out(load_movielens())
-
-
-@pytest.fixture(scope="module")
-def backend():
-    return HFBackend.from_pretrained(device="cpu", dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,10 @@ import pytest
 import torch
 
 from recnotes import itemhead_run
-from recnotes.data import load_movielens
-from recnotes.data.splits import leave_one_out
 from recnotes.evaluate import paired_test, sample_candidates
 from recnotes.evaluate.metrics import rank_metrics
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return leave_one_out(load_movielens())
 
 
 @pytest.fixture(scope="module")

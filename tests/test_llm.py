@@ -23,12 +23,6 @@ torch.set_num_threads(1)
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def backend() -> HFBackend:
-    """The pinned offline model in float32 (exact comparisons below), loaded once (about 15 s)."""
-    return HFBackend.from_pretrained(device="cpu", dtype=torch.float32)
-
-
-@pytest.fixture(scope="module")
 def titles() -> list[str]:
     return item_titles(load_movielens())
 

@@ -13,19 +13,12 @@ import pytest
 import torch
 
 from recnotes import longrun
-from recnotes.data import load_movielens
-from recnotes.data.splits import leave_one_out
 from recnotes.evaluate.metrics import rank_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = sorted((ROOT / longrun.RECORD_DIR).glob("lora-*.json"))
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return leave_one_out(load_movielens())
 
 
 def test_whole_config_covers_every_training_title_once(split):

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from recnotes.data import load_movielens
-from recnotes.data.splits import leave_one_out
 from recnotes.evaluate import sample_candidates
-from recnotes.models.llm import CompletionsBackend, HFBackend, LLMBackendError, LLMRanker, item_titles, load_backend
+from recnotes.models.llm import CompletionsBackend, LLMBackendError, LLMRanker, item_titles, load_backend
 from served_llm import serve
 
 torch.set_num_threads(1)
@@ -21,16 +19,6 @@ torch.set_num_threads(1)
 #: text in its own forward pass; in float32 they agree to about 1e-5 nats per token
 ATOL = 1e-3
 HISTORY = 6  #: films in each prompt (short prompts keep the test quick)
-
-
-@pytest.fixture(scope="module")
-def backend() -> HFBackend:
-    return HFBackend.from_pretrained(device="cpu", dtype=torch.float32)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return leave_one_out(load_movielens())
 
 
 @pytest.fixture(scope="module")
