@@ -102,19 +102,21 @@ def test_a_record_altered_by_hand_does_not_pass(record, split):
         itemhead_run.rederive(altered, split, n_users=12)
 
 
-def _curve_record(last, before):
-    return {"points": [{"targets": 1000, "valid": {"per_user": before}},
-                       {"targets": 2000, "valid": {"per_user": last}}]}
+def _curve_record(*curve):
+    return {"points": [{"targets": 1000 * (i + 1), "valid": {"per_user": list(c)}} for i, c in enumerate(curve)]}
 
 
-def test_the_curve_words_follow_the_paired_test_of_the_last_two_kept_models():
+def test_the_curve_words_follow_paired_tests_of_the_kept_models_against_the_best():
     rng = np.random.default_rng(0)
     low = rng.uniform(0.0, 0.2, 300)
-    high = low + rng.uniform(0.05, 0.1, 300)  # every user better: p at its floor
-    assert "still rising" in itemhead_run.still_rising_words(_curve_record(list(high), list(low)))
-    assert "fell" in itemhead_run.still_rising_words(_curve_record(list(low), list(high)))
-    noise = low + rng.normal(0, 0.05, 300)
-    words = itemhead_run.still_rising_words(_curve_record(list(noise), list(low)))
-    assert "no significant change" in words
-    p = paired_test(pd.Series(noise), pd.Series(low))["p_value"]
-    assert p >= 0.05
+    mid = low + rng.uniform(0.05, 0.1, 300)  # every user better: p at its floor
+    high = mid + rng.uniform(0.05, 0.1, 300)
+    assert "still rising" in itemhead_run.plateau_words(_curve_record(low, mid, high))
+    assert "lowered it" in itemhead_run.plateau_words(_curve_record(low, high, mid))
+    noise = mid + rng.normal(0, 0.05, 300)
+    words = itemhead_run.plateau_words(_curve_record(low, mid, noise))
+    if noise.mean() > mid.mean():  # the best is the last point, and the step to it is noise
+        assert "from 2,000 targets on" in words and "cannot say" in words
+    else:
+        assert "from 2,000 targets on" in words and "does not lift it" in words
+    assert paired_test(pd.Series(noise), pd.Series(mid))["p_value"] >= 0.05

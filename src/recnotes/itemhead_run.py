@@ -394,26 +394,16 @@ def curve(record: dict, n_bootstrap: int = 1000, seed: int = 0):
     return pd.DataFrame(rows)
 
 
-def still_rising_words(record: dict, alpha: float = 0.05, seed: int = 0) -> str:
-    """Whether the long run's validation curve was still rising at its last kept model, in words:
-    the paired test of the last kept model against the one before it (the same validation users)."""
+def plateau_words(record: dict, alpha: float = 0.05, seed: int = 0) -> str:
+    """Where the long run's validation curve flattens, in words: :func:`recnotes.longrun.plateau_of`
+    over its kept models (the same validation users at every point)."""
     import pandas as pd
 
-    from .evaluate import paired_test
-    from .report.compare import fmt, fmt_p
+    from .longrun import plateau_of
+    from .longrun import plateau_words as words
 
-    *_, before, last = record["points"]
-    test = paired_test(pd.Series(last["valid"]["per_user"]), pd.Series(before["valid"]["per_user"]), seed=seed)
-    change = (f"from {fmt(float(np.mean(before['valid']['per_user'])))} after {before['targets']:,} targets to "
-              f"{fmt(float(np.mean(last['valid']['per_user'])))} after {last['targets']:,} (paired p "
-              f"{fmt_p(test['p_value'])})")
-    if test["p_value"] < alpha and test["mean_diff"] > 0:
-        return (f"its curve was still rising at the end of the pass, {change}, so a further pass over the data, "
-                f"not run here, may do better.")
-    if test["p_value"] < alpha:
-        return f"its curve fell at the end of the pass, {change}."
-    return (f"its last step, {change}, is no significant change, so these validation users cannot say "
-            f"whether a further pass over the data would help.")
+    curve = {p["targets"]: pd.Series(p["valid"]["per_user"]) for p in record["points"]}
+    return words(plateau_of(curve, alpha, seed), max(curve))
 
 
 def _changed(field: str, value) -> str:

@@ -227,11 +227,17 @@ def plateau(record: dict, stage: str = "test", alpha: float = 0.05, seed: int = 
     """Where the curve flattens: its best fine-tuned point, and the first kept point from which on
     no point's NDCG@10 is significantly below the best one's (paired permutation tests on the
     same users, Holm over the points compared)."""
+    fine = [p["targets"] for p in record["points"] if p["targets"] > 0]
+    return plateau_of({k: per_user(record, k, stage)["NDCG@10"] for k in fine}, alpha, seed)
+
+
+def plateau_of(ndcg: dict, alpha: float = 0.05, seed: int = 0) -> dict:
+    """:func:`plateau` of any learning curve: ``ndcg`` maps each kept point's targets to its
+    per-user NDCG@10 (a Series over the same users)."""
     from .report.compare import holm
     from .evaluate import paired_test
 
-    fine = [p["targets"] for p in record["points"] if p["targets"] > 0]
-    ndcg = {k: per_user(record, k, stage)["NDCG@10"] for k in fine}
+    fine = sorted(ndcg)
     best = max(fine, key=lambda k: ndcg[k].mean())
     others = [k for k in fine if k != best]
     tests = [paired_test(ndcg[best], ndcg[k], seed=seed) for k in others]
@@ -240,6 +246,23 @@ def plateau(record: dict, stage: str = "test", alpha: float = 0.05, seed: int = 
     first = next((k for k in fine if not any(b >= k for b in below)), None)  # None: the last point is below
     return {"best": best, "best_ndcg10": float(ndcg[best].mean()), "first_not_below": first,
             "p_holm": {int(k): float(v) for k, v in adjusted.items()}}
+
+
+def plateau_words(flat: dict, last: int) -> str:
+    """:func:`plateau`'s finding in words, for a curve whose last kept point is ``last`` targets."""
+    first = flat["first_not_below"]
+    if first is None:
+        return ("the last kept point is significantly below that best one (Holm over the points): more of the "
+                "same data lowered it.")
+    if first == last:
+        return ("the kept point before it is significantly below it (Holm over the points): the curve is still "
+                "rising at the end of the data.")
+    if flat["best"] == last:
+        return (f"from {first:,} targets on, no kept point is significantly below that best one, the last (Holm "
+                f"over the points): the rise after {first:,} targets is not significant, so these users cannot "
+                f"say whether more data would lift it further.")
+    return (f"from {first:,} targets on, no kept point is significantly below that best one (Holm over the "
+            f"points): the curve is flat from there, and more of the same data does not lift it.")
 
 
 def search_table(search: dict):
