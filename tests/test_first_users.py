@@ -28,23 +28,17 @@ def test_the_first_users_are_the_whole_runs_first_rows(monkeypatch, tmp_path):
     assert np.array_equal(result.ranks, (whole.scores > target[:, None]).sum(1))
 
 
-def test_a_config_without_first_users_keeps_its_key():
-    import hashlib
-    import json
-    from dataclasses import asdict
-
-    from recnotes import __version__
-    from recnotes.device import get_device, inference_dtype
-    from recnotes.experiments import data_fingerprint, load_split
-    from recnotes.llm_experiments import LLM_REVISION, _key, task_config
+def test_first_users_and_the_code_are_in_the_key(monkeypatch):
+    from recnotes import fingerprint
+    from recnotes.experiments import load_split
+    from recnotes.llm_experiments import _key, task_config
 
     config = task_config("zero-shot-list", profile="ci")
     split = load_split("ml-100k")
-    fields = asdict(config)
-    fields.pop("first_users")  # the key's config as it was before the field existed
-    device = get_device(None)
-    blob = json.dumps({"kind": "LLMScoresConfig", "config": fields, "data": data_fingerprint(split),
-                       "version": __version__, "revision": LLM_REVISION, "device": device.type,
-                       "dtype": str(inference_dtype(device))}, sort_keys=True, default=str)
-    assert _key(config, split) == hashlib.sha256(blob.encode()).hexdigest()[:16]
-    assert _key(replace(config, first_users=3), split) != _key(config, split)
+    key = _key(config, split)
+    assert _key(replace(config, first_users=3), split) != key
+    # a change to the code that scores (here, how a prompt is written) gives a new key
+    real = fingerprint._module
+    monkeypatch.setattr(fingerprint, "_module", lambda m: ("changed", real(m)[1])
+                        if m == "recnotes.models.llm.prompts" else real(m))
+    assert _key(config, split) != key

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import nbformat
@@ -32,13 +33,13 @@ spec.loader.exec_module(execute)
 pytestmark = pytest.mark.slow
 
 
-def run_chapter(name: str, tmp: Path, results: Path, **params) -> dict:
+def run_chapter(name: str, tmp: Path, results: Path, env: dict | None = None, **params) -> dict:
     """Execute a chapter from its source (smoke profile, ``book/`` as its folder) and return its
-    glued values by name (their plain-text form)."""
+    glued values by name (their plain-text form); ``env``: variables set for it."""
     notebook = tmp / f"{name}.ipynb"
     execute.prepare(ROOT / "notebooks" / f"{name}.md", notebook)
     out = tmp / f"{name}.out.ipynb"
-    env = {**os.environ, "RECNOTES_RESULTS": str(results), "RECNOTES_PROFILE": "smoke", "RECNOTES_PROGRESS": "0",
+    env = {**os.environ, **(env or {}), "RECNOTES_RESULTS": str(results), "RECNOTES_PROFILE": "smoke", "RECNOTES_PROGRESS": "0",
            "TQDM_DISABLE": "1"}
     args = [arg for k, v in {"profile": "smoke", **params}.items() for arg in ("-p", k, str(v))]
     proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(out), "-k", "python3",
@@ -134,9 +135,24 @@ def test_chapters_6_and_9_run_on_a_dataset_in_the_ml1m_format(tmp_path):
     data = load_movielens("ml-1m", path=folder)
     assert (data.n_users, data.n_items) == (n_users, n_films) and n_users != 943 and n_films != 1682
     results = tmp_path / "results"
-    glued = run_chapter("06_llm", tmp_path, results, dataset=folder)
+    # a cache of its own for the trained models (the assets linked from the usual one), so that
+    # every model the two chapters train is seen below
+    from recnotes.assets import cache_dir
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for entry in cache_dir().iterdir():
+        if entry.name != "experiments":
+            (cache / entry.name).symlink_to(entry.resolve())
+    env = {"RECNOTES_CACHE": str(cache)}
+    glued = run_chapter("06_llm", tmp_path, results, env=env, dataset=folder)
     assert int(glued["n_items"].replace(",", "")) == n_films
-    run_chapter("09_evaluation", tmp_path, results, dataset=folder)
+    run_chapter("09_evaluation", tmp_path, results, env=env, dataset=folder)
     for chapter in ("06_llm", "09_evaluation"):
         record = json.loads((results / f"{chapter}.json").read_text())
         assert record["dataset"] == str(folder) and record["profile"] == "smoke"
+    # each neural model was trained once per seed, under the folder's name (never the default's)
+    trained = [json.loads(p.read_text()) for p in (cache / "experiments").glob("*/run.json")]
+    assert {t["config"]["dataset"] for t in trained} == {str(folder)}
+    runs = Counter((t["model"], t["config"]["seed"]) for t in trained if "model" in t)  # LoRA runs have none
+    assert {m for m, _ in runs} >= {"GPTRec", "LSTM"} and max(runs.values()) == 1, runs

@@ -9,7 +9,7 @@ import pytest
 
 from recnotes.data import Interactions, leave_one_out
 from recnotes.evaluate import RecentItems, evaluate_full
-from recnotes.evaluate.scenarios import evaluate_recent, hide_items, seed_models
+from recnotes.evaluate.scenarios import evaluate_recent, hide_items
 from recnotes.models import EASE, Popularity
 
 
@@ -65,8 +65,3 @@ def test_evaluate_recent_labels_and_matches_recent_items(split):
     assert (r.protocol, r.model) == ("P1-last3", "EASE")
     direct = evaluate_full(RecentItems(models["EASE"][0], 3), split, ks=(10,))
     np.testing.assert_array_equal(r.ranks, direct.ranks)
-
-
-def test_seed_models_of_a_simple_model(split):
-    got = seed_models("Popularity", split, profile="full", seed=4)
-    assert list(got) == [4] and isinstance(got[4], Popularity)

@@ -45,8 +45,8 @@ from .safeio import file_sha256, move_aside, write_atomic
 from .models.training import TrainConfig
 
 __all__ = ["ExperimentConfig", "PopularityConfig", "RandomConfig", "ItemKNNConfig", "EASEConfig",
-           "LSTMConfig", "GPTRecConfig", "Run", "run", "load_split", "data_fingerprint",
-           "experiment_key", "CONFIGS"]
+           "LSTMConfig", "GPTRecConfig", "Run", "run", "load_split", "dataset_of", "data_fingerprint",
+           "experiment_key", "producing_modules", "CONFIGS"]
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,23 @@ def load_split(dataset: str = "ml-100k") -> Split:
     return _SPLITS[dataset]
 
 
+def dataset_of(split: Split, dataset: str | None = None) -> str:
+    """The dataset ``split`` was loaded as by :func:`load_split` (its name or folder, as given
+    there), which every model trained on it is configured and recorded with.  ``dataset``, when
+    given, must agree with it; a split that :func:`load_split` did not make (a derived one, such
+    as the cold-start split) needs it."""
+    loaded = next((str(name) for name, s in _SPLITS.items() if s is split), None)
+    if dataset is None:
+        if loaded is None:
+            raise ValueError("this split was not made by load_split: pass the dataset its models are trained "
+                             "under (dataset=...)")
+        return loaded
+    if loaded is not None and str(dataset) != loaded:
+        raise ValueError(f"the split was loaded as {loaded!r}, not {dataset!r}: its models would be trained "
+                         f"and recorded under the wrong dataset")
+    return str(dataset)
+
+
 def data_fingerprint(split: Split) -> str:
     """sha256 over the split's training sequences and targets."""
     h = hashlib.sha256(f"{split.kind}:{split.n_users}:{split.n_items}".encode())
@@ -232,20 +249,28 @@ def data_fingerprint(split: Split) -> str:
     return h.hexdigest()
 
 
-#: bumped when training changes what a config produces (2: the fused kernels of models.kernels)
-TRAINER_REVISION = 2
+def producing_modules(config: ExperimentConfig) -> tuple[str, ...]:
+    """The modules whose code decides what ``config`` trains (their imports are followed by
+    :func:`~recnotes.fingerprint.code_fingerprint`): the model's own, the trainer, and what
+    computes the item embeddings a GPTRec starts from."""
+    modules = [type(config.build()).__module__, "recnotes.models.training"]
+    modules += {"text": ["recnotes.models.text"], "llm": ["recnotes.models.llm", "recnotes.models.llm.items"]
+                }.get(getattr(config, "item_init", "random"), [])
+    return tuple(modules)
 
 
 def experiment_key(config: ExperimentConfig, split: Split, device: str | torch.device | None = None) -> str:
-    """The cache key: config (with the profile in force), data, recnotes version, the trainer's
-    revision, its kernels (fast, or the plain PyTorch reference) and its output-layer precision."""
+    """The cache key: config (with the profile in force), data, the code that trains it
+    (:func:`producing_modules`, fingerprinted from the source), its kernels (fast, or the plain
+    PyTorch reference) and its output-layer precision."""
     from .device import get_device, training_dtype
+    from .fingerprint import code_fingerprint
     from .models.kernels import using_reference
 
     cfg = replace(config, profile=get_profile(config.profile).name)
     blob = json.dumps({"model": type(config).__name__, "config": asdict(cfg),
-                       "data": data_fingerprint(split), "version": __version__,
-                       "trainer": TRAINER_REVISION, "kernels": "reference" if using_reference() else "fast",
+                       "data": data_fingerprint(split), "code": code_fingerprint(*producing_modules(config)),
+                       "kernels": "reference" if using_reference() else "fast",
                        "train_dtype": str(training_dtype(get_device(device)))}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

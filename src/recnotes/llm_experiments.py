@@ -36,7 +36,7 @@ from . import __version__
 from .assets import cache_dir
 from .device import get_device
 from .evaluate import Candidates, sample_candidates
-from .experiments import ExperimentConfig, GPTRecConfig, _locked, data_fingerprint, load_split, run
+from .experiments import ExperimentConfig, GPTRecConfig, _locked, data_fingerprint, dataset_of, load_split, run
 from .committed import MODEL_NAMES
 from .models.base import Recommender
 from .profiles import get_profile, resolve_profile
@@ -48,8 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS", "GROUPS", "compute_group",
            "group_of", "chapter_task", "CURVE", "reranked_ranks", "blend_scores", "lora_run", "llm_scores", "watched_candidates", "gptrec_top", "task_config", "main"]
 
-#: bumped when what an LLM config produces changes (so the cache is not reused)
-LLM_REVISION = 4
 
 #: the name of the model whose adapters the long run committed (recnotes.longrun)
 WHOLE_NAME = MODEL_NAMES["chosen"]
@@ -202,12 +200,13 @@ def watched_candidates(histories: Sequence[Sequence[int]], candidates: np.ndarra
 
 
 def gptrec_top(split, users: np.ndarray, k: int = 20, seed: int = 0, profile: str = "full",
-               dataset: str = "ml-100k", stage: str = "test",
+               dataset: str | None = None, stage: str = "test",
                with_scores: bool = False) -> tuple[np.ndarray, ...]:
     """GPTRec's (default config) top ``k`` of the whole catalogue for ``users`` at ``stage``,
     seen films masked, and each user's target position in it (-1 when it is not there); with
-    ``with_scores``, GPTRec's scores of those films too (for a blend)."""
-    model = run(GPTRecConfig(dataset=dataset, seed=seed, profile=profile), split, progress=False).model
+    ``with_scores``, GPTRec's scores of those films too (for a blend).  ``dataset``: the split's
+    own (:func:`~recnotes.experiments.dataset_of`) unless given."""
+    model = run(GPTRecConfig(dataset=dataset_of(split, dataset), seed=seed, profile=profile), split, progress=False).model
     hist = split.histories(stage)
     scores = model.score([hist[u] for u in users]).float()
     scores[:, 0] = float("-inf")
@@ -254,21 +253,21 @@ def _users(config: ExperimentConfig) -> int:
 
 
 def _key(config: ExperimentConfig, split) -> str:
-    """The cache key: config (with the profile in force), data, recnotes version, and the device
-    and precision the LLM runs in (bf16 and float32 give slightly different scores)."""
+    """The cache key: config (with the profile in force), data, the code that computes the run
+    (this module and everything of the package it imports, fingerprinted from the source), and
+    the device and precision the LLM runs in (bf16 and float32 give slightly different scores)."""
     import hashlib
 
     from .device import inference_dtype
+    from .fingerprint import code_fingerprint
 
     device = get_device(None)
     fields = asdict(replace(config, profile=get_profile(config.profile).name))
-    if fields.get("first_users", 0) is None:  # keys from before the field existed stay valid
-        del fields["first_users"]
     if getattr(config, "adapters", None):  # the weights, not where they are
         fields["adapters"] = file_sha256(Path(config.adapters) / "adapter_model.safetensors")
     blob = json.dumps({"kind": type(config).__name__,
                        "config": fields,
-                       "data": data_fingerprint(split), "version": __version__, "revision": LLM_REVISION,
+                       "data": data_fingerprint(split), "code": code_fingerprint(__name__),
                        "device": device.type,
                        "dtype": str(inference_dtype(device))}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -35,7 +35,7 @@ from .metrics import beyond_accuracy, check_ks, rank_metrics, target_ranks
 from .uncertainty import summary_table
 
 __all__ = ["EvalResult", "Candidates", "evaluate_full", "sample_candidates",
-           "evaluate_candidates", "model_name"]
+           "evaluate_candidates", "model_name", "seed_mean"]
 
 _NEG_INF = float("-inf")
 
@@ -254,3 +254,12 @@ def evaluate_candidates(model: Any, split: Split, candidates: Candidates, stage:
     ranks_np = torch.cat(ranks).numpy().astype(np.int64) if ranks else np.zeros(0, np.int64)
     per_user = pd.DataFrame(rank_metrics(ranks_np, ks), index=pd.Index(users, name="user"))
     return EvalResult("P2", name, users, ranks_np, per_user, ks, stage, n_cand, seconds=seconds)
+
+
+def seed_mean(results: "dict[int, EvalResult]") -> pd.DataFrame:
+    """Each user's metrics averaged over the seeds' results (all on the same users)."""
+    frames = list(results.values())
+    for f in frames[1:]:
+        if not f.per_user.index.equals(frames[0].per_user.index):
+            raise ValueError("the seeds were evaluated on different users")
+    return sum(f.per_user for f in frames) / len(frames)

@@ -4,9 +4,8 @@ only their last few films, with the trained models evaluated over every seed of 
 * :func:`hide_items` makes the cold-start split: a seeded share of the films is removed
   from every training history, and the users to evaluate are those whose test film is
   hidden (and whose validation film, the last of the history a model sees, is not).
-* :func:`seed_models` returns a model of the book for every seed of the profile (trained
-  models from the experiment cache), as :func:`~recnotes.evaluate.seeds.evaluate_seeds`
-  evaluates them; :func:`evaluate_recent` evaluates them on shortened histories.
+* :func:`evaluate_recent` evaluates models (``{name: {seed: model}}``, as
+  :func:`recnotes.seeds.seed_models` returns them) on shortened histories.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from ..data.splits import Split
 if TYPE_CHECKING:  # pragma: no cover
     from .protocols import EvalResult
 
-__all__ = ["ColdStart", "hide_items", "seed_models", "evaluate_recent"]
+__all__ = ["ColdStart", "hide_items", "evaluate_recent"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,19 +46,6 @@ def hide_items(split: Split, share: float = 0.1, seed: int = 0) -> ColdStart:
     cold = Split(data=split.data, train=train, valid=split.valid, test=split.test, kind=split.kind)
     users = np.flatnonzero(np.isin(split.test, items) & ~np.isin(split.valid, items))
     return ColdStart(cold, items, users)
-
-
-def seed_models(name: str, split: Split, profile: str | None = None, seed: int = 0,
-                dataset: str = "ml-100k") -> dict[int, Any]:
-    """``{seed: fitted model}`` of the model ``name`` of :data:`~recnotes.experiments.CONFIGS`
-    with its defaults, for every seed it is run with (:func:`~recnotes.evaluate.seeds.model_seeds`)."""
-    from ..experiments import CONFIGS, run
-    from ..profiles import resolve_profile
-    from .seeds import model_seeds
-
-    profile = resolve_profile(profile)
-    return {s: run(CONFIGS[name](dataset=dataset, seed=s, profile=profile), split, progress=False).model
-            for s in model_seeds(name, profile, seed)}
 
 
 def evaluate_recent(models: Mapping[str, Mapping[int, Any]], split: Split, sizes: Sequence[int],

@@ -1,7 +1,7 @@
 """Segments for a reader: which model leads where, and only as far as a paired test supports it.
 
 The per-user metrics are given as ``{model: DataFrame}`` (``EvalResult.per_user``, or
-:func:`~recnotes.evaluate.seeds.seed_mean` over the seeds), so the trained models can
+:func:`~recnotes.evaluate.seed_mean` over the seeds), so the trained models can
 be compared on their canonical multi-seed numbers.
 
 * :func:`segment_values`: each model's mean and bootstrap interval per segment (tidy);
