@@ -37,8 +37,16 @@ def test_first_users_and_the_code_are_in_the_key(monkeypatch):
     split = load_split("ml-100k")
     key = _key(config, split)
     assert _key(replace(config, first_users=3), split) != key
-    # a change to the code that scores (here, how a prompt is written) gives a new key
+    rerank = task_config("rerank-gptrec", profile="ci")
+    rerank_key = _key(rerank, split)
     real = fingerprint._module
-    monkeypatch.setattr(fingerprint, "_module", lambda m: ("changed", real(m)[1])
-                        if m == "recnotes.models.llm.prompts" else real(m))
-    assert _key(config, split) != key
+
+    def changed(module):
+        monkeypatch.setattr(fingerprint, "_module", lambda m: ("changed", real(m)[1]) if m == module else real(m))
+
+    # a change to the code that scores (here, how a prompt is written) gives every run a new key
+    changed("recnotes.models.llm.prompts")
+    assert _key(config, split) != key and _key(rerank, split) != rerank_key
+    # a change to GPTRec's code: new candidates for the re-ranking run, the same for a P2 run
+    changed("recnotes.models.gptrec")
+    assert _key(config, split) == key and _key(rerank, split) != rerank_key

@@ -88,9 +88,13 @@ def code_modules(*modules: str) -> list[str]:
     return sorted(seen)
 
 
-def code_fingerprint(*modules: str) -> str:
-    """sha256 over the syntax trees (docstrings left out) of :func:`code_modules` ``(*modules)``."""
+def code_fingerprint(*modules: str, own: tuple[str, ...] = ()) -> str:
+    """sha256 over the syntax trees (docstrings left out) of :func:`code_modules` ``(*modules)``,
+    and of the modules ``own`` alone (without what they import: for a module that orchestrates,
+    whose imports other than ``modules`` do not decide the result)."""
     h = hashlib.sha256()
     for name in code_modules(*modules):
         h.update(f"{name}:{_module(name)[0]}|".encode())
+    for name in sorted(own):
+        h.update(f"own {name}:{_module(name)[0]}|".encode())
     return h.hexdigest()[:16]

@@ -252,22 +252,33 @@ def _users(config: ExperimentConfig) -> int:
     return min(config.n_users, n) if getattr(config, "n_users", None) else n
 
 
+#: the code an LLM run's result depends on (see :func:`_key`): the LLM package (prompts, scoring,
+#: backends, and what they import), the fine-tuning, and the candidates' sampling
+PRODUCING_MODULES = ("recnotes.models.llm", "recnotes.models.llm.finetune", "recnotes.evaluate.protocols")
+
+
 def _key(config: ExperimentConfig, split) -> str:
     """The cache key: config (with the profile in force), data, the code that computes the run
-    (this module and everything of the package it imports, fingerprinted from the source), and
-    the device and precision the LLM runs in (bf16 and float32 give slightly different scores)."""
+    (:data:`PRODUCING_MODULES` with what they import, and this module's own code, fingerprinted
+    from the source; a re-ranking run also holds the key of the GPTRec whose top 20 it re-orders),
+    and the device and precision the LLM runs in (bf16 and float32 give slightly different scores)."""
     import hashlib
 
     from .device import inference_dtype
+    from .experiments import experiment_key
     from .fingerprint import code_fingerprint
 
     device = get_device(None)
     fields = asdict(replace(config, profile=get_profile(config.profile).name))
     if getattr(config, "adapters", None):  # the weights, not where they are
         fields["adapters"] = file_sha256(Path(config.adapters) / "adapter_model.safetensors")
+    if getattr(config, "candidates", None) == "GPTRec-top20":
+        fields["retriever"] = experiment_key(GPTRecConfig(dataset=config.dataset, seed=config.seed,
+                                                          profile=fields["profile"]), split)
     blob = json.dumps({"kind": type(config).__name__,
                        "config": fields,
-                       "data": data_fingerprint(split), "code": code_fingerprint(__name__),
+                       "data": data_fingerprint(split),
+                       "code": code_fingerprint(*PRODUCING_MODULES, own=(__name__,)),
                        "device": device.type,
                        "dtype": str(inference_dtype(device))}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
