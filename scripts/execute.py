@@ -41,8 +41,11 @@ INJECTED_TAG = "recnotes-injected"
 #: "SEED" stands for the --seed in force, "SEEDS" for every seed of the profile.
 #: ("llm:list" is a group of runs: the zero-shot and fine-tuned list-format runs, computed
 #: together so that the blocks below the LoRA adapters run once per user.)
+#: (Chapter 6's controls are lane tasks too: computed in the chapter, they lengthened the
+#: chain that chapters 9 and 11 wait on; as tasks they run beside the others.)
 LLM_RUNS = ["llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat", "llm:lora", "llm:rerank-gptrec",
-            "llm:rerank-gptrec-valid", "llm:size-gemma3-270m"]
+            "llm:rerank-gptrec-valid", "llm:size-gemma3-270m", "llm:zero-shot-list-10", "llm:prior-zero-shot-list",
+            "llm:prior-lora", "llm:prior-lora-whole"]
 NEEDS: dict[str, list[str]] = {
     "02_concepts": ["train:GPTRec:SEED"],
     "04_math": ["train:GPTRec:SEED"],
@@ -58,12 +61,16 @@ TASK_NEEDS: dict[str, list[str]] = {
     "llm:list": ["llm:lora"],
     "llm:rerank-gptrec": ["llm:lora", "train:GPTRec:SEED"],
     "llm:rerank-gptrec-valid": ["llm:lora", "train:GPTRec:SEED"],
+    "llm:prior-lora": ["llm:lora"],
 }
-#: Which ready task a free lane takes first: the long chains that others wait for.
+#: Which ready task a free lane takes first: the long chains that others wait for. Chapter 6
+#: is the longest chapter and 9 and 11 wait for it, so what it needs comes first and it starts
+#: as soon as it can; the LSTM's seeds (for 5, 7 and 9) and the other chapters run beside it.
 PRIORITY = ["llm:lora", "train:GPTRec", "llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat",
-            "llm:size-gemma3-270m",
-            "llm:rerank-gptrec", "llm:rerank-gptrec-valid", "train:LSTM", "train:GPTRec-text", "train:GPTRec-llm", "10_outlook",
-            "03_algorithms", "06_llm", "09_evaluation"]
+            "llm:size-gemma3-270m", "llm:rerank-gptrec", "llm:rerank-gptrec-valid", "llm:zero-shot-list-10",
+            "llm:prior-lora", "llm:prior-zero-shot-list", "llm:prior-lora-whole",
+            "train:GPTRec-text", "train:GPTRec-llm", "06_llm", "train:LSTM", "09_evaluation", "10_outlook",
+            "03_algorithms"]
 
 
 def repository() -> tuple[str, str]:

@@ -65,6 +65,12 @@ def test_missing_chapter_says_which_chapter_to_execute(results):
     assert isinstance(ResultsMissing("x"), FileNotFoundError)
 
 
+def test_results_of_another_dataset_are_refused_when_a_dataset_is_asked(results):
+    assert load("09_demo", "ml-100k")["dataset"] == "ml-100k"
+    with pytest.raises(ResultsMissing, match="09_demo are for ml-100k, not /data/ml-1m: execute that chapter"):
+        load("09_demo", "/data/ml-1m")
+
+
 def test_loaded_results_and_paths_work_too(results):
     res = load("09_demo")
     assert value(res, model="GPTRec", metric="params") == 120000

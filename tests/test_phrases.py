@@ -59,3 +59,20 @@ def test_pairs_sentences_say_each_tests_outcome_once():
                {"a": "Genres", "b": "Random", "mean_diff": 0.01, "p_holm": 0.3}]
     assert pairs_sentences(flipped) == ("Text is significantly better than Random. No significant difference "
                                         "between Genres and Text; nor between Genres and Random.")
+
+
+def test_placed_says_where_a_model_stands_as_its_test_supports():
+    from recnotes.report.phrases import placed
+
+    assert placed({"mean_diff": 0.1, "p_holm": 0.01}, "EASE") == "above EASE"
+    assert placed({"mean_diff": -0.1, "p_holm": 0.01}, "EASE") == "below EASE"
+    assert placed({"mean_diff": 0.1, "p_holm": 0.2}, "EASE") == "not significantly different from EASE"
+    # the raw p-value when asked: Holm's adjusted one is not read then
+    assert placed({"mean_diff": 0.1, "p_value": 0.01, "p_holm": 0.2}, "chance", key="p_value") == "above chance"
+
+
+def test_speed_words_call_a_ratio_within_ten_percent_a_tie():
+    from recnotes.report.phrases import speed_words
+
+    assert [speed_words(r) for r in (1.5, 1.05, 1 / 1.05, 0.5)] == ["faster", "about as fast", "about as fast",
+                                                                     "slower"]

@@ -13,7 +13,7 @@ from recnotes.evaluate import evaluate_full
 from recnotes.evaluate.scenarios import hide_items
 from recnotes.experiments import dataset_of, load_split
 from recnotes.models import Popularity
-from recnotes.seeds import evaluate_seeds, model_seeds, seed_models
+from recnotes.seeds import evaluate_seeds, seeds_of, seed_models
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_a_derived_split_needs_its_dataset_named(small):
 def test_seed_models_and_evaluate_seeds_of_a_simple_model(small):
     got = seed_models("Popularity", small, profile="full", seed=4, dataset="toy")
     assert list(got) == [4] and isinstance(got[4], Popularity)
-    assert model_seeds("GPTRec", "full") == model_seeds("LSTM", "full") and len(model_seeds("GPTRec", "full")) > 1
+    assert seeds_of("GPTRec", "full") == seeds_of("LSTM", "full") and len(seeds_of("GPTRec", "full")) > 1
     res = evaluate_seeds("Popularity", small, "P1", ks=(10,), profile="full", seed=4, dataset="toy")
     direct = Popularity().fit(small)
     np.testing.assert_array_equal(res[4].ranks, evaluate_full(direct, small, ks=(10,)).ranks)

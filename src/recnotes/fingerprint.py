@@ -67,6 +67,10 @@ def _imported(module: str, path: Path, tree: ast.AST) -> set[str]:
 @lru_cache(maxsize=None)
 def _module(module: str) -> tuple[str, frozenset[str]]:
     """(digest of the module's syntax tree without docstrings, the package modules it imports)."""
+    if module == "__main__" or module.startswith("__main__."):
+        # a module run with "python -m" is named __main__ there and by its name elsewhere: the
+        # same code would get two fingerprints, and a result computed by one never be found by the other
+        raise ValueError("name the module (for example 'recnotes.llm_experiments'), not '__main__'")
     path = _origin(module)
     if path is None:
         raise ValueError(f"{module!r}: no Python source found")

@@ -278,7 +278,7 @@ def _key(config: ExperimentConfig, split) -> str:
     blob = json.dumps({"kind": type(config).__name__,
                        "config": fields,
                        "data": data_fingerprint(split),
-                       "code": code_fingerprint(*PRODUCING_MODULES, own=(__name__,)),
+                       "code": code_fingerprint(*PRODUCING_MODULES, own=("recnotes.llm_experiments",)),
                        "device": device.type,
                        "dtype": str(inference_dtype(device))}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -305,6 +305,19 @@ def carry_over(records: dict, seed: int = 0) -> dict:
     return {"chosen": float(a.mean()), "book": float(b.mean()), **paired_test(a, b, seed=seed)}
 
 
+def carry_over_words(held: dict) -> str:
+    """:func:`carry_over`'s finding in words: whether the proxy's choice held at the whole length."""
+    from .report.compare import fmt, fmt_p
+
+    verdict = ("the choice held" if held["mean_diff"] > 0 and held["p_value"] < 0.05 else
+               "the choice made at the proxy length did not hold at the whole length, where the book's settings "
+               "are better on validation" if held["mean_diff"] < 0 and held["p_value"] < 0.05 else
+               "at the whole length the two are not significantly different on validation, so the proxy's choice "
+               "is not confirmed there")
+    return (f"{fmt(held['chosen'])} against {fmt(held['book'])} for the book's settings "
+            f"({held['mean_diff']:+.3f}, paired p {fmt_p(held['p_value'])}): {verdict}")
+
+
 def versions() -> dict:
     """Python's version and the versions of the packages that make the run's numbers."""
     from .report.environment import package_version, python_version

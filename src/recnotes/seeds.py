@@ -21,10 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data.splits import Split
     from .evaluate.protocols import Candidates, EvalResult
 
-__all__ = ["model_seeds", "evaluate_seeds", "seed_models"]
+__all__ = ["seeds_of", "evaluate_seeds", "seed_models"]
 
 
-def model_seeds(name: str, profile: str | None = None, seed: int = 0) -> tuple[int, ...]:
+def seeds_of(name: str, profile: str | None = None, seed: int = 0) -> tuple[int, ...]:
     """The seeds a model is run with: the profile's seeds for a neural model, ``(seed,)`` else."""
     return get_profile(profile).seeds if issubclass(CONFIGS[name], NeuralConfig) else (seed,)
 
@@ -33,12 +33,12 @@ def seed_models(name: str, split: "Split", profile: str | None = None, seed: int
                 dataset: str | None = None) -> dict[int, Any]:
     """``{seed: fitted model}`` of the model ``name`` of :data:`~recnotes.experiments.CONFIGS`
     with its defaults (trained models from the experiment cache), for every seed it is run with
-    (:func:`model_seeds`).  ``dataset``: the split's own (:func:`~recnotes.experiments.dataset_of`)
+    (:func:`seeds_of`).  ``dataset``: the split's own (:func:`~recnotes.experiments.dataset_of`)
     unless given, as it must be for a split that :func:`~recnotes.experiments.load_split` did not make."""
     profile = resolve_profile(profile)
     dataset = dataset_of(split, dataset)
     return {s: run(CONFIGS[name](dataset=dataset, seed=s, profile=profile), split, progress=False).model
-            for s in model_seeds(name, profile, seed)}
+            for s in seeds_of(name, profile, seed)}
 
 
 def evaluate_seeds(name: str, split: "Split", protocol: str = "P1", candidates: "Candidates | None" = None,

@@ -37,11 +37,20 @@ class ResultsMissing(FileNotFoundError):
     """A chapter's results file does not exist yet: execute that chapter first."""
 
 
-def load(chapter: Results) -> dict:
+def load(chapter: Results, dataset: str | None = None) -> dict:
     """The results of ``chapter`` (a chapter name such as ``"06_llm"``, a path, or an
-    already loaded results dict, returned as is)."""
+    already loaded results dict, returned as is); with ``dataset``, they must be that
+    dataset's (a page that quotes another chapter's numbers on another dataset stops)."""
     if isinstance(chapter, Mapping):
         return dict(chapter)
+    res = _read(chapter)
+    if dataset is not None and str(res["dataset"]) != str(dataset):
+        raise ResultsMissing(f"the results of {Path(chapter).stem} are for {res['dataset']}, not {dataset}: "
+                             f"execute that chapter on {dataset} first, then this one")
+    return res
+
+
+def _read(chapter) -> dict:
     path = Path(chapter)
     if not path.suffix:
         path = results_dir() / f"{path}.json"

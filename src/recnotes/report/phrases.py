@@ -7,7 +7,7 @@ from typing import Mapping
 
 from .compare import fmt, fmt_p, signed, verdict
 
-__all__ = ["compared", "signed", "change", "how_many", "pairs_sentences"]
+__all__ = ["compared", "placed", "signed", "change", "how_many", "pairs_sentences", "speed_words"]
 
 
 def compared(test: Mapping[str, float], other: str, better: str = "better", worse: str = "worse",
@@ -17,6 +17,18 @@ def compared(test: Mapping[str, float], other: str, better: str = "better", wors
     of the model minus ``other``, and ``key``: its p-value, or ``"p_holm"``) supports."""
     words = verdict(test, better=better, worse=worse, alpha=alpha, key=key)
     return f"{words} than {other}" if words.startswith("significantly") else f"{words} from {other}"
+
+
+def placed(test: Mapping[str, float], other: str, alpha: float = 0.05, key: str = "p_holm") -> str:
+    """Where a model stands against ``other`` as the paired test supports it: ``"above <other>"``,
+    ``"below <other>"`` or ``"not significantly different from <other>"``."""
+    return {"significantly better": f"above {other}", "significantly worse": f"below {other}"}.get(
+        verdict(test, alpha=alpha, key=key), f"not significantly different from {other}")
+
+
+def speed_words(ratio: float, tie: float = 1.1) -> str:
+    """A timing ratio (above 1: faster) in words; within a factor ``tie`` of 1 it is a tie."""
+    return "faster" if ratio > tie else "slower" if ratio < 1 / tie else "about as fast"
 
 
 def change(before: float, after: float, test: Mapping[str, float], alpha: float = 0.05,
