@@ -37,7 +37,7 @@ INJECTED_TAG = "recnotes-injected"
 
 #: What each chapter waits for in a parallel run: the chapters whose results files
 #: it reads, ("train:MODEL:SEED") the trained models it loads from the cache, and
-#: ("llm:NAME") the LLM runs of recnotes.llm_experiments it reads from the cache.
+#: ("llm:NAME") the LLM runs of recnotes.llm_tasks it reads from the cache.
 #: "SEED" stands for the --seed in force, "SEEDS" for every seed of the profile.
 #: ("llm:list" is a group of runs: the zero-shot and fine-tuned list-format runs, computed
 #: together so that the blocks below the LoRA adapters run once per user.)
@@ -254,7 +254,7 @@ def command(task: str, profile: str, seed: int, threads: int) -> list[str]:
         extra = ["--item-init", init] if init else []
         return [sys.executable, "-m", "recnotes.experiments", model, "--seed", s, "--profile", profile, *extra]
     if task.startswith("llm:"):
-        return [sys.executable, "-m", "recnotes.llm_experiments", task.split(":", 1)[1], "--seed", str(seed),
+        return [sys.executable, "-m", "recnotes.llm_tasks", task.split(":", 1)[1], "--seed", str(seed),
                 "--profile", profile]
     return [sys.executable, str(Path(__file__).resolve()), "--profile", profile, "--seed", str(seed),
             "--jobs", "1", "--threads", str(threads), task]

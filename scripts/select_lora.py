@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         trained = time.perf_counter() - start
         key = key_of(s)
         params = tuned.trainable_parameters()
-        per_user = _both(tuned.merge(), split, cands)  # scored as chapter 6 scores: adapters merged
+        per_user = _both(tuned.merged(), split, cands)  # scored as chapter 6 scores: adapters merged
         record["results"][key] = {**s, "alpha": settings.alpha, "targets_seen": tuned.targets_seen,
                                   "train_seconds": trained, "score_seconds": time.perf_counter() - start - trained,
                                   "trainable_params": params, "last_loss": tuned.history[-1]["loss"],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recnotes.llm_experiments import task_config
+from recnotes.llm_tasks import task_config
 from recnotes.models.llm import LLMRanker, item_titles, top_agreement, watched_first_rate
 from recnotes.models.llm.prompts import LIST_HEADER
 

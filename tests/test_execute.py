@@ -38,7 +38,7 @@ def test_needs_name_existing_chapters_and_models():
                 command = execute.command(need.replace("SEEDS", "0").replace("SEED", "0"), "ci", 0, 1)
                 assert command[3] == base and (["--item-init", init] == command[-2:] if init else True)
             elif need.startswith("llm:"):
-                from recnotes.llm_experiments import GROUPS, TASKS
+                from recnotes.llm_tasks import GROUPS, TASKS
 
                 assert need.split(":", 1)[1] in {**TASKS, **GROUPS}
             else:

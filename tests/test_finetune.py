@@ -13,7 +13,10 @@ import pytest
 import torch
 
 from recnotes.models.llm import HFBackend, LLMRanker, item_titles
-from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings, take_windows, training_windows
+from peft import PeftModel
+
+from recnotes.models.llm.finetune import (FineTunedLLMRanker, LoRASettings, _quiet_peft, take_windows, training_windows,
+                                         with_adapters)
 from recnotes.models.llm.prompts import LIST_HEADER, list_prompt
 
 torch.set_num_threads(1)
@@ -147,12 +150,18 @@ def test_adapters_reload_to_identical_scores_and_resume(split, backend, tmp_path
     settings = LoRASettings(window=5, n_targets=20, keep=(10, 20), batch_size=2, layers=1, lr=5e-3,
                             warmup_steps=1, checkpoint_every=1)
     tuned = FineTunedLLMRanker(backend, titles, settings).fit(split, checkpoint_dir=tmp_path, progress=False)
-    assert (tmp_path / "adapter-10.safetensors").is_file() and (tmp_path / "adapter-20.safetensors").is_file()
+    for k in (10, 20):  # kept in peft's format
+        assert {p.name for p in (tmp_path / f"adapters-{k}").iterdir()} == {"adapter_config.json",
+                                                                            "adapter_model.safetensors"}
     assert tuned.history[-1]["targets"] >= 20
     hist, cands = [split.histories("test")[3]], np.array([[1, 50, 100, 181, 258]])
     want = tuned.score_candidates(hist, cands)
-    fresh = FineTunedLLMRanker(backend, titles, settings).load_adapters(tmp_path / "adapter-20.safetensors")
+    with _quiet_peft():  # loaded by peft itself, adapters kept apart
+        loaded = PeftModel.from_pretrained(copy.deepcopy(backend.model), str(tmp_path / "adapters-20")).eval()
+    fresh = LLMRanker(HFBackend(loaded, backend.tokenizer, name=backend.name), titles, template="list", max_history=4)
     assert torch.allclose(fresh.score_candidates(hist, cands), want, atol=1e-6)
+    served = LLMRanker(with_adapters(backend, tmp_path / "adapters-20"), titles, template="list", max_history=4)
+    assert torch.allclose(served.score_candidates(hist, cands), want, atol=1e-4)  # merged by peft
     zero = LLMRanker(backend, titles, template="list", max_history=4).score_candidates(hist, cands)
     assert not torch.allclose(zero, want, atol=1e-3)  # the adapters changed something
     # a run interrupted after its checkpoint resumes to the same adapters
@@ -195,11 +204,8 @@ def test_models_equal_below_their_adapters_share_the_bottom_blocks(split, backen
     want = {name: LLMRanker(r.backend, titles, template="list", max_history=4, scorer="naive").score_candidates(hists, cands)
             for name, r in (("zero", zero), ("tuned", tuned))}
     shared = LowerLayers(backend.model.config.num_hidden_layers - settings.layers)
-    try:
-        zero.backend.lower = tuned.backend.lower = shared
-        got = {"zero": zero.score_candidates(hists, cands), "tuned": tuned.score_candidates(hists, cands)}
-    finally:
-        zero.backend.lower = tuned.backend.lower = None
+    got = {"zero": zero.score_candidates(hists, cands, lower=shared),
+           "tuned": tuned.score_candidates(hists, cands, lower=shared)}
     assert shared.misses >= 1 and shared.hits == shared.misses  # the tuned model ran its top block only
     for name in want:
         assert torch.allclose(got[name], want[name], atol=1e-4), name
@@ -208,15 +214,14 @@ def test_models_equal_below_their_adapters_share_the_bottom_blocks(split, backen
     other = HFBackend(copy.deepcopy(backend.model), backend.tokenizer, name="other")
     with torch.no_grad():
         other.model.get_decoder().layers[0].mlp.down_proj.weight.mul_(1.01)
-    other.lower = shared
     with pytest.raises(ValueError, match="bottom blocks differ"):
-        LLMRanker(other, titles, template="list", max_history=4).score_candidates(hists, cands)
+        LLMRanker(other, titles, template="list", max_history=4).score_candidates(hists, cands, lower=shared)
 
 
 def test_merged_adapters_score_as_the_adapters_do(split, backend):
-    """Folding the adapters into the weights (how chapter 6 scores) gives the scores the adapter
-    layers give: to float32 rounding in float32, within bf16's own size in bf16; afterwards the
-    model has no adapter layers and training or loading adapters is refused."""
+    """Folding the adapters into the weights with peft's merge_and_unload (how chapter 6 scores)
+    gives the scores the adapter layers give: to float32 rounding in float32, within bf16's own
+    size in bf16; the merged model has no adapter layers, and the ranker keeps its own."""
     titles = item_titles(split.data)
     settings = LoRASettings(window=6, n_targets=24, keep=(24,), batch_size=2, layers=2, lr=5e-2, warmup_steps=1)
     tuned = FineTunedLLMRanker(backend, titles, settings).fit(split, progress=False)
@@ -231,12 +236,12 @@ def test_merged_adapters_score_as_the_adapters_do(split, backend):
         if "lora_" in name:
             p.data = p.data.float()
     half_unmerged = half.score_candidates(hist, cands)
-    assert torch.allclose(tuned.merge().score_candidates(hist, cands), unmerged, atol=1e-4)
-    assert tuned.merged and not any("lora" in n for n, _ in tuned.backend.model.named_parameters())
-    assert torch.allclose(half.merge().score_candidates(hist, cands), half_unmerged, atol=0.1)
-    for call in (lambda: tuned.fit(split, progress=False), tuned.adapter_state, tuned.trainable_parameters):
-        with pytest.raises(RuntimeError, match="merged"):
-            call()
+    merged = tuned.merged()
+    assert torch.allclose(merged.score_candidates(hist, cands), unmerged, atol=1e-4)
+    assert not any("lora" in n for n, _ in merged.backend.model.named_parameters())
+    assert any("lora" in n for n, _ in tuned.backend.model.named_parameters())
+    assert torch.allclose(tuned.score_candidates(hist, cands), unmerged, atol=1e-6)
+    assert torch.allclose(half.merged().score_candidates(hist, cands), half_unmerged, atol=0.1)
 
 
 def test_bf16_training_applies_the_adapters_in_bf16_with_the_same_loss(split, backend):

@@ -76,3 +76,14 @@ def test_a_changed_model_gets_a_new_experiment_key_and_the_others_keep_theirs(tm
         assert experiment_key(lstm, split) == keys[1]
     finally:
         fingerprint._module.cache_clear()
+
+
+def test_the_llm_task_table_is_not_part_of_an_llm_runs_key():
+    """The task table and command line (recnotes.llm_tasks) only build configs, whose fields are
+    in the key: editing them recomputes nothing.  The code that computes a run is."""
+    from recnotes import llm_experiments
+
+    modules = fingerprint.code_modules(*llm_experiments.PRODUCING_MODULES)
+    assert "recnotes.llm_tasks" not in modules
+    assert {"recnotes.models.llm.finetune", "recnotes.models.llm.likelihood", "recnotes.safeio"} <= set(modules)
+    assert "recnotes.llm_tasks" not in fingerprint._module("recnotes.llm_experiments")[1]

@@ -10,7 +10,8 @@ import numpy as np
 
 
 def test_the_first_users_are_the_whole_runs_first_rows(monkeypatch, tmp_path):
-    from recnotes.llm_experiments import llm_scores, task_config
+    from recnotes.llm_experiments import llm_scores
+    from recnotes.llm_tasks import task_config
 
     monkeypatch.setenv("RECNOTES_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("RECNOTES_LLM_DTYPE", "float32")
@@ -31,7 +32,8 @@ def test_the_first_users_are_the_whole_runs_first_rows(monkeypatch, tmp_path):
 def test_first_users_and_the_code_are_in_the_key(monkeypatch):
     from recnotes import fingerprint
     from recnotes.experiments import load_split
-    from recnotes.llm_experiments import _key, task_config
+    from recnotes.llm_experiments import _key
+    from recnotes.llm_tasks import task_config
 
     config = task_config("zero-shot-list", profile="ci")
     split = load_split("ml-100k")

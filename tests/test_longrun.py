@@ -64,12 +64,12 @@ def test_chosen_settings_are_the_validation_records_best():
     best = record["results"][record["best"]["setting"]]
     from recnotes.llm_experiments import LoRAConfig
 
-    chosen = longrun.whole_config("chosen", profile="full")
+    chosen = longrun.whole_config("chosen", profile="full").tuning
     assert {f: getattr(chosen, f) for f in ("lr", "rank", "layers", "window")} == \
            {f: best[f] for f in ("lr", "rank", "layers", "window")}
     assert best["objective"] == "lm" and chosen.alpha == 2 * chosen.rank
     assert longrun.SETTINGS["chosen"]["reduce"] == record["best"]["reduce"]
-    assert LoRAConfig().n_targets < record["targets"]  # chosen at a proxy longer than the book's run
+    assert LoRAConfig().tuning.n_targets < record["targets"]  # chosen at a proxy longer than the book's run
 
 
 def test_check_rederived_accepts_equal_ranks_and_fails_on_others():
@@ -89,12 +89,14 @@ def test_check_rederived_accepts_equal_ranks_and_fails_on_others():
 
 @pytest.mark.skipif(not (ROOT / longrun.RECORD_DIR / "lora-chosen").is_dir(), reason="no committed adapters")
 def test_committed_adapters_load_with_peft_and_score_as_the_book_does(split):
-    """``PeftModel.from_pretrained`` over the pinned model scores as the book's fine-tuned ranker
-    (FineTunedLLMRanker with the same weights through its own loader), adapters kept and merged."""
-    from peft import PeftModel
+    """``PeftModel.from_pretrained`` over the pinned model scores as the training path does (a
+    FineTunedLLMRanker whose adapters get the file's weights by name), adapters kept, and as
+    the book scores them (:func:`with_adapters`: loaded by peft and merged)."""
+    from peft import PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
 
     from recnotes.models.llm import HFBackend, LLMRanker, item_titles
-    from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings, _quiet_peft
+    from recnotes.models.llm.finetune import FineTunedLLMRanker, LoRASettings, _quiet_peft, with_adapters
     from recnotes.evaluate import sample_candidates
 
     folder = ROOT / longrun.RECORD_DIR / "lora-chosen"
@@ -104,7 +106,8 @@ def test_committed_adapters_load_with_peft_and_score_as_the_book_does(split):
     titles = item_titles(split.data)
     settings = LoRASettings(**{**s, "targets": tuple(s["targets"]), "keep": tuple(s["keep"])})
     book = FineTunedLLMRanker(base, titles, settings)
-    book.load_adapters(folder / "adapter_model.safetensors")
+    with _quiet_peft():
+        set_peft_model_state_dict(book.backend.model, load_file(str(folder / "adapter_model.safetensors")))
     with _quiet_peft():  # peft calls a method transformers marks as deprecated: not this test's subject
         peft_model = PeftModel.from_pretrained(HFBackend.from_pretrained(device="cpu", dtype=torch.float32).model,
                                                str(folder))
@@ -116,8 +119,7 @@ def test_committed_adapters_load_with_peft_and_score_as_the_book_does(split):
     ours_scores = book.score_candidates(h, cands.items).numpy()
     np.testing.assert_allclose(theirs.score_candidates(h, cands.items).numpy(), ours_scores, atol=1e-5)
     # merged by peft (merge_and_unload), as make book scores them: equal to float32 rounding
-    merged = LLMRanker(HFBackend(peft_model.merge_and_unload(), base.tokenizer, name=base.name), titles,
-                       "likelihood", "list", s["window"] - 1)
+    merged = LLMRanker(with_adapters(base, folder), titles, "likelihood", "list", s["window"] - 1)
     np.testing.assert_allclose(merged.score_candidates(h, cands.items).numpy(), ours_scores, atol=1e-4)
     # and the adapters are not zero: the fine-tuned model scores otherwise than the pinned one
     zero = LLMRanker(base, titles, "likelihood", "list", s["window"] - 1).score_candidates(h, cands.items).numpy()

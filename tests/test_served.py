@@ -148,7 +148,8 @@ def test_a_chapter_run_against_a_server_has_the_local_scores_and_its_own_costs(b
     the same scores as the same run in process, and a cost record from the backend's counters."""
     from dataclasses import replace
 
-    from recnotes.llm_experiments import llm_scores, task_config
+    from recnotes.llm_experiments import llm_scores
+    from recnotes.llm_tasks import task_config
 
     monkeypatch.setenv("RECNOTES_CACHE", str(tmp_path / "cache"))
     # in process in float32, as the stand-in server computes (bf16 is the default where it is native)

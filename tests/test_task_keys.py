@@ -27,11 +27,12 @@ def test_runs_computed_by_the_lane_commands_are_found_by_a_chapter(tmp_path):
             (cache / entry.name).symlink_to(entry.resolve())
     env = {**os.environ, "RECNOTES_CACHE": str(cache), "RECNOTES_PROFILE": "smoke", "RECNOTES_PROGRESS": "0",
            "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    for module, task in (("recnotes.experiments", "GPTRec"), ("recnotes.llm_experiments", "zero-shot-completion")):
+    for module, task in (("recnotes.experiments", "GPTRec"), ("recnotes.llm_tasks", "zero-shot-completion")):
         subprocess.run([sys.executable, "-m", module, task, "--profile", "smoke"], env=env, check=True,
                        capture_output=True, timeout=900)
     check = ("from recnotes.experiments import GPTRecConfig, run\n"
-             "from recnotes.llm_experiments import llm_scores, task_config\n"
+             "from recnotes.llm_experiments import llm_scores\n"
+             "from recnotes.llm_tasks import task_config\n"
              "print(run(GPTRecConfig(profile='smoke'), progress=False).cached,\n"
              "      llm_scores(task_config('zero-shot-completion', profile='smoke'), progress=False).cached)\n")
     out = subprocess.run([sys.executable, "-c", check], env=env, check=True, capture_output=True, text=True,

@@ -63,7 +63,8 @@ def test_defaults_equal_the_committed_records_winners(model):
 def test_lora_defaults_are_the_best_setting_on_validation():
     import json
 
-    from recnotes.llm_experiments import CURVE, TASKS, LoRAConfig
+    from recnotes.llm_experiments import LoRAConfig
+    from recnotes.llm_tasks import CURVE, TASKS
     from recnotes.tune import RECORD_DIR
 
     record = json.loads((RECORD_DIR / "LoRA.json").read_text())

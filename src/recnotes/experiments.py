@@ -20,7 +20,6 @@ import hashlib
 import json
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -28,10 +27,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 
 from . import __version__
 from .assets import cache_dir
@@ -41,7 +36,7 @@ from .data.splits import Split, leave_one_out
 from .models import EASE, GPTRec, ItemKNN, LSTM, Popularity, Random, Recommender
 from .models.base import SequenceRecommender
 from .profiles import get_profile, resolve_profile
-from .safeio import file_sha256, move_aside, write_atomic
+from .safeio import file_sha256, locked, move_aside, write_atomic
 from .models.training import TrainConfig
 
 __all__ = ["ExperimentConfig", "PopularityConfig", "RandomConfig", "ItemKNNConfig", "EASEConfig",
@@ -275,22 +270,6 @@ def experiment_key(config: ExperimentConfig, split: Split, device: str | torch.d
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@contextmanager
-def _locked(folder: Path):
-    """Hold an exclusive lock on ``folder`` (a sibling ``.lock`` file) while the block runs, so
-    two processes that ask for the same model (chapters executed in parallel) train it once."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover - no advisory locks on this platform
-        yield
-        return
-    with open(folder.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def run(config: ExperimentConfig, split: Split | None = None, *, cache: bool = True,
         progress: bool = True, device: str | torch.device | None = None) -> Run:
     """Fit the model of ``config`` (or load it from the experiment cache).
@@ -307,7 +286,7 @@ def run(config: ExperimentConfig, split: Split | None = None, *, cache: bool = T
     folder = cache_dir() / "experiments" / experiment_key(config, split, device)
     if not cache:
         return _fit(config, model, split, None, progress, device)
-    with _locked(folder):
+    with locked(folder):
         return _load_or_fit(config, model, split, folder, progress, device)
 
 

@@ -89,13 +89,13 @@ def _context(dataset: str = "ml-100k"):
     pass over every title)."""
     from .assets import cache_dir
     from .experiments import load_split
-    from .llm_experiments import _backend
+    from .models.llm import load_backend
     from .models.llm import item_titles
     from .models.llm.items import llm_item_vectors
     from .safeio import write_atomic
 
     split = load_split(dataset)
-    backend = _backend(None)
+    backend = load_backend(None)
     titles = item_titles(split.data)
     path = cache_dir() / "itemhead" / f"vectors-{backend.name}-{dataset}-{len(titles)}.npy"
     if path.is_file():
@@ -294,11 +294,11 @@ class _Scored:
 def load_committed(split, root: Path | None = None, backend=None):
     """The committed model (``book/longrun/itemhead/``) over ``backend`` (default: the pinned LLM in
     this device's dtype)."""
-    from .llm_experiments import _backend
+    from .models.llm import load_backend
     from .models.llm import item_titles
     from .models.llm.itemhead import ItemHeadLLM
 
-    return ItemHeadLLM.from_saved(backend or _backend(None), item_titles(split.data), model_dir(root))
+    return ItemHeadLLM.from_saved(backend or load_backend(None), item_titles(split.data), model_dir(root))
 
 
 def rederive(record: dict, split, n_users: int = REDERIVE_USERS, root: Path | None = None, backend=None) -> dict:

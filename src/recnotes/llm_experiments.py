@@ -15,9 +15,8 @@ config, the data, the model and the recnotes version) and computed once:
   (and, for the watched-first probe, one film each user watched), or GPTRec's
   top 20 of the whole catalogue (retrieve, then re-rank).
 
-``python -m recnotes.llm_experiments TASK`` computes one of :data:`TASKS` into
-the cache: the book's executor runs them as lane tasks beside the trainings,
-and chapter 6 then reads them.
+Chapter 6's runs are named in :mod:`recnotes.llm_tasks` (``python -m
+recnotes.llm_tasks TASK`` computes one into the cache).
 """
 
 from __future__ import annotations
@@ -36,17 +35,18 @@ from . import __version__
 from .assets import cache_dir
 from .device import get_device
 from .evaluate import Candidates, sample_candidates
-from .experiments import ExperimentConfig, GPTRecConfig, _locked, data_fingerprint, dataset_of, load_split, run
+from .experiments import ExperimentConfig, GPTRecConfig, data_fingerprint, dataset_of, load_split, run
 from .committed import MODEL_NAMES
 from .models.base import Recommender
 from .profiles import get_profile, resolve_profile
-from .safeio import file_sha256, move_aside, write_atomic
+from .safeio import file_sha256, locked, move_aside, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data.splits import Split
+    from .models.llm.finetune import LoRASettings
 
-__all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "TASKS", "GROUPS", "compute_group",
-           "group_of", "chapter_task", "CURVE", "reranked_ranks", "blend_scores", "lora_run", "llm_scores", "watched_candidates", "gptrec_top", "task_config", "main"]
+__all__ = ["LoRAConfig", "LLMScoresConfig", "LLMScores", "CachedScores", "reranked_ranks", "blend_scores", "lora_run",
+           "llm_scores", "scores_folder", "watched_candidates", "gptrec_top"]
 
 
 #: the name of the model whose adapters the long run committed (recnotes.longrun)
@@ -60,35 +60,41 @@ _ALONE_PASSES = 2
 _TARGETS = {"full": 8000, "ci": 40, "smoke": 20}
 
 
+def _book_settings():
+    from .models.llm.finetune import LoRASettings
+
+    return LoRASettings()
+
+
 @dataclass(frozen=True)
 class LoRAConfig(ExperimentConfig):
-    """Fine-tune the LLM with LoRA adapters (see :class:`~recnotes.models.llm.finetune.LoRASettings`)."""
+    """Fine-tune the LLM with LoRA adapters: ``tuning`` says how
+    (:class:`~recnotes.models.llm.finetune.LoRASettings`, whose defaults are chapter 6's: the best
+    on validation within the book's budget, scripts/select_lora.py, book/tuning/LoRA.json); the
+    config's seed is the fine-tuning's."""
 
     llm_model: str | None = None
-    # rank, layers, window and lr: the best on validation within the book's budget
-    # (scripts/select_lora.py, book/tuning/LoRA.json; alpha is twice the rank there)
-    rank: int = 4
-    alpha: float = 8.0
-    layers: int = 8
-    window: int = 40
-    n_targets: int = 8000
-    keep: tuple[int, ...] = (1000, 4000, 8000)
-    batch_size: int = 4
-    lr: float = 8e-3
+    tuning: "LoRASettings" = field(default_factory=_book_settings)
     # the long run (recnotes.longrun): every training title a target once, beyond the book's
     # budget; the full profile does not cap it, the small ones do
     whole: bool = False
 
-    def settings(self):
-        """The fine-tuning settings, with the profile's cap on the number of targets (none for a
-        whole run in the full profile)."""
-        from .models.llm.finetune import LoRASettings
+    @property
+    def window(self) -> int:
+        return self.tuning.window
 
+    @property
+    def layers(self) -> int:
+        return self.tuning.layers
+
+    def settings(self):
+        """The fine-tuning settings, with the config's seed and the profile's cap on the number of
+        targets (none for a whole run in the full profile)."""
         name = get_profile(self.profile).name
-        n = self.n_targets if (self.whole and name == "full") else min(self.n_targets, _TARGETS[name])
-        keep = tuple(sorted({min(k, n) for k in self.keep}))
-        return LoRASettings(rank=self.rank, alpha=self.alpha, layers=self.layers, window=self.window,
-                            n_targets=n, keep=keep, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
+        s = self.tuning
+        n = s.n_targets if (self.whole and name == "full") else min(s.n_targets, _TARGETS[name])
+        keep = tuple(sorted({min(k, n) for k in s.keep}))
+        return replace(s, n_targets=n, keep=keep, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -284,12 +290,6 @@ def _key(config: ExperimentConfig, split) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _backend(llm_model: str | None):
-    from .models.llm import load_backend
-
-    return load_backend(llm_model)
-
-
 # ---------------------------------------------------------------- LoRA
 @dataclass
 class LoRARun:
@@ -316,23 +316,27 @@ class LoRARun:
         return next((h["seconds"] for h in self.history if h["targets"] >= targets), self.train_seconds)
 
     def adapters(self, targets: int | None = None) -> Path:
-        """The adapters' file after ``targets`` targets (default: the kept size of the whole run)."""
+        """The folder of the adapters after ``targets`` targets, in peft's format (default: the
+        kept size of the whole run)."""
         n = max(self.config.settings().keep) if targets is None else targets
-        path = self.folder / f"adapter-{n}.safetensors"
-        if not path.is_file():
-            kept = sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("adapter-*.safetensors"))
+        path = self.folder / f"adapters-{n}"
+        if not (path / "adapter_config.json").is_file():
+            kept = sorted(int(p.name.split("-")[1]) for p in self.folder.glob("adapters-*"))
             raise FileNotFoundError(f"no adapters after {n} targets in {self.folder} (kept: {kept})")
         return path
 
 
 def lora_run(config: LoRAConfig, split=None, progress: bool = True) -> LoRARun:
-    """Fine-tune (or load from the cache) the adapters of ``config``."""
-    from .models.llm import item_titles
+    """Fine-tune (or load from the cache) the adapters of ``config``: those after each kept number
+    of targets, in peft's format (``adapters-<targets>/``)."""
+    import shutil
+
+    from .models.llm import item_titles, load_backend
     from .models.llm.finetune import FineTunedLLMRanker
 
     split = split if split is not None else load_split(config.dataset)
     folder = cache_dir() / "experiments" / f"lora-{_key(config, split)}"
-    with _locked(folder):
+    with locked(folder):
         meta_path = folder / "run.json"
         if meta_path.is_file():
             try:
@@ -345,21 +349,18 @@ def lora_run(config: LoRAConfig, split=None, progress: bool = True) -> LoRARun:
             except Exception as err:  # noqa: BLE001 - retrain what cannot be read
                 move_aside(folder, "the cached LoRA adapters", f"{type(err).__name__}: {err}")
         settings = config.settings()
-        ranker = FineTunedLLMRanker(_backend(config.llm_model), item_titles(split.data), settings)
+        ranker = FineTunedLLMRanker(load_backend(config.llm_model), item_titles(split.data), settings)
         ranker.fit(split, checkpoint_dir=folder / "checkpoint", progress=progress)
-        folder.mkdir(parents=True, exist_ok=True)
         for k in settings.keep:
-            src = folder / "checkpoint" / f"adapter-{k}.safetensors"
-            write_atomic(folder / src.name, lambda tmp, src=src: tmp.write_bytes(src.read_bytes()))
-        kept = [f"adapter-{k}.safetensors" for k in settings.keep]
+            shutil.rmtree(folder / f"adapters-{k}", ignore_errors=True)
+            (folder / "checkpoint" / f"adapters-{k}").rename(folder / f"adapters-{k}")
+        weights = [f"adapters-{k}/adapter_model.safetensors" for k in settings.keep]
         train_targets = int(sum(len(seq) for seq in split.train))
         meta = {"config": asdict(config), "history": ranker.history, "train_seconds": ranker.train_seconds,
                 "targets": ranker.targets_seen, "train_targets": train_targets,
                 "trainable_parameters": ranker.trainable_parameters(),
-                "recnotes_version": __version__, "sha256": {n: file_sha256(folder / n) for n in kept}}
+                "recnotes_version": __version__, "sha256": {n: file_sha256(folder / n) for n in weights}}
         write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
-        import shutil
-
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)
         return LoRARun(config, folder, ranker.history, ranker.train_seconds, ranker.targets_seen,
                        train_targets, meta["trainable_parameters"], False)
@@ -367,45 +368,40 @@ def lora_run(config: LoRAConfig, split=None, progress: bool = True) -> LoRARun:
 
 # ---------------------------------------------------------------- scores
 def _ranker(config: LLMScoresConfig, titles):
-    from .models.llm import LLMRanker
-    from .models.llm.finetune import FineTunedLLMRanker
+    """The ranker of ``config``, its backend, and its name in the results: zero-shot, or the
+    pinned model with peft adapters (committed, or kept by a :class:`LoRAConfig`'s run) loaded by
+    ``PeftModel.from_pretrained`` and merged, scored as it would be served."""
+    from .models.llm import LLMRanker, load_backend
+    from .models.llm.finetune import with_adapters
 
-    if config.adapters is not None:
-        from .models.llm.finetune import with_adapters
-
-        backend = with_adapters(_backend(config.llm_model), config.adapters)
-        return LLMRanker(backend, titles, "likelihood", "list", config.max_history, seed=config.seed,
-                         batch_users=config.batch_users, reduce=config.reduce), backend
-    backend = _backend(config.llm_model)
-    if config.lora is None:
-        return LLMRanker(backend, titles, "likelihood", config.template, config.max_history,
-                         seed=config.seed, batch_users=config.batch_users, reduce=config.reduce), backend
-    if config.template != "list" or config.max_history not in (0, config.lora.window - 1):
-        raise ValueError(f"the fine-tuned ranker scores in its training format: template 'list' and "
-                         f"max_history {config.lora.window - 1} (window - 1), or 0 (the prior alone)")
-    trained = lora_run(config.lora)
-    ranker = FineTunedLLMRanker(backend, titles, config.lora.settings(), seed=config.seed,
-                                batch_users=config.batch_users, reduce=config.reduce)
-    ranker.max_history = config.max_history
-    path = trained.adapters(config.lora_targets)
-    ranker.load_adapters(path, targets=min(int(path.stem.split("-")[1]), trained.targets))
-    ranker.merge()  # scored as it would be served: the adapters folded into the weights
-    return ranker, ranker.backend
+    backend, name = load_backend(config.llm_model), None
+    if config.lora is not None:
+        if config.template != "list" or config.max_history not in (0, config.lora.window - 1):
+            raise ValueError(f"the fine-tuned ranker scores in its training format: template 'list' and "
+                             f"max_history {config.lora.window - 1} (window - 1), or 0 (the prior alone)")
+        trained = lora_run(config.lora)
+        path = trained.adapters(config.lora_targets)
+        backend = with_adapters(backend, path)
+        name = f"LLMRanker[LoRA {min(int(path.name.split('-')[1]), trained.targets)} targets,list]"
+    elif config.adapters is not None:
+        backend, name = with_adapters(backend, config.adapters), WHOLE_NAME
+    ranker = LLMRanker(backend, titles, "likelihood", config.template, config.max_history, seed=config.seed,
+                       batch_users=config.batch_users, reduce=config.reduce)
+    return ranker, backend, name or ranker.name
 
 
-def _run_name(config: LLMScoresConfig, ranker) -> str:
-    """The model's name in the results: the ranker's, the long run's for its committed adapters,
-    and a suffix for the controls (no history; a list prompt shorter than the training window)."""
-    name = WHOLE_NAME if config.adapters is not None else ranker.name
+def _run_name(config: LLMScoresConfig, name: str) -> str:
+    """The model's name in the results, with a suffix for the controls (no history; a list
+    prompt shorter than the training window)."""
     if config.max_history == 0:
         return f"{name} (prior alone)"
     if config.template == "list" and config.lora is None and config.adapters is None \
-            and config.max_history != LoRAConfig.window - 1:
+            and config.max_history != _book_settings().window - 1:
         return f"{name} ({config.max_history} films)"
     return name
 
 
-def _scores_folder(config: LLMScoresConfig, split) -> Path:
+def scores_folder(config: LLMScoresConfig, split) -> Path:
     return cache_dir() / "experiments" / f"llm-{_key(config, split)}"
 
 
@@ -420,8 +416,8 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
     from .models.llm import item_titles
 
     split = split if split is not None else load_split(config.dataset)
-    folder = _scores_folder(config, split)
-    with _locked(folder):
+    folder = scores_folder(config, split)
+    with locked(folder):
         cached = _load_scores(config, folder)
         if cached is not None:
             return cached
@@ -440,7 +436,7 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
         hist = split.histories(config.stage)
         histories = [hist[u] for u in users]
         titles = item_titles(split.data)
-        ranker, backend = _ranker(config, titles)
+        ranker, backend, name = _ranker(config, titles)
         ranker.progress = progress
         watched_items = watched_slots = None
         scored_items = items
@@ -451,13 +447,7 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
             scored_items = np.concatenate([items, watched_items[:, None]], axis=1)
         start = time.perf_counter()
         hits_before = lower.hits if lower is not None else 0
-        if lower is not None:
-            backend.lower = lower
-        try:
-            scores = ranker.score_candidates(histories, scored_items).numpy()
-        finally:
-            if lower is not None:
-                backend.lower = None
+        scores = ranker.score_candidates(histories, scored_items, lower=lower).numpy()
         seconds = time.perf_counter() - start
         reused = bool(lower is not None and lower.hits > hits_before)
         st = ranker.stats
@@ -487,7 +477,7 @@ def llm_scores(config: LLMScoresConfig, split=None, progress: bool = True, lower
                  **backend.describe()}
         if hasattr(backend, "requests"):  # a served model: its requests and the time spent waiting
             stats.update(requests=backend.requests, server_seconds=backend.seconds)
-        name = _run_name(config, ranker)
+        name = _run_name(config, name)
         result = LLMScores(config, name, users, items, scores[:, :items.shape[1]], target_pos,
                            watched_items, scores[:, -1] if config.watched else None, stats, False)
         if config.watched:
@@ -525,196 +515,3 @@ def _load_scores(config: LLMScoresConfig, folder: Path) -> LLMScores | None:
         return None
     return LLMScores(config, meta["name"], arrays["users"], arrays["items"], arrays["scores"], arrays["target_pos"],
                      arrays.get("watched_items"), arrays.get("watched_scores"), meta["stats"], True)
-
-
-# ---------------------------------------------------------------- tasks
-def _adapters(dataset, seed, profile, llm_model=None, window=None) -> LoRAConfig:
-    """The fine-tuning config (``window``: another number of films per window than the default)."""
-    extra = {} if window is None else {"window": int(window)}
-    return LoRAConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model, **extra)
-
-
-def _scores(lora: bool = False, lora_targets: int | None = None, **kw) -> Callable[..., LLMScoresConfig]:
-    def make(dataset, seed, profile, llm_model=None, window=None):
-        adapters = _adapters(dataset, seed, profile, llm_model, window)
-        targets = None if lora_targets is None else min(lora_targets, adapters.settings().n_targets)
-        extra = dict(kw)
-        if extra.get("template") == "list":  # the training format: the window's films before the next one
-            extra.setdefault("max_history", adapters.window - 1)
-        return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, llm_model=llm_model,
-                               lora=adapters if lora else None, lora_targets=targets if lora else None, **extra)
-    return make
-
-
-def _whole(**kw) -> Callable[..., LLMScoresConfig | None]:
-    """The committed adapters of the long run (recnotes.longrun), scored on the P2 users as the
-    list runs are (``kw``: other fields); None where they do not apply (another model or dataset)."""
-    def make(dataset, seed, profile, llm_model=None, window=None):
-        from .committed import adapters_dir, read_record
-
-        folder = adapters_dir("chosen")
-        if llm_model is not None or dataset != "ml-100k" or not folder.is_dir():
-            return None
-        record = read_record("chosen")
-        fields = {"max_history": record["settings"]["window"] - 1, "watched": True, **kw}
-        return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, template="list",
-                               reduce=record["reduce"], adapters=str(folder), **fields)
-    return make
-
-
-def _size(name: str, **kw) -> Callable[..., LLMScoresConfig | None]:
-    """The committed final adapters of the second model size ``name`` (:data:`recnotes.committed.SIZES`),
-    scored on the record's users as the record scored them: the full profile on ML-100K with the
-    pinned models only (``kw``: other fields); None elsewhere."""
-    def make(dataset, seed, profile, llm_model=None, window=None):
-        from .committed import SIZES, adapters_dir, read_record
-
-        folder = adapters_dir(name)
-        if llm_model is not None or dataset != "ml-100k" or profile != "full" or not folder.is_dir():
-            return None
-        record = read_record(name)
-        fields = {"max_history": record["settings"]["window"] - 1, "watched": True, **kw}
-        return LLMScoresConfig(dataset=dataset, seed=seed, profile=profile, template="list", llm_model=SIZES[name],
-                               reduce=record["reduce"], adapters=str(folder), **fields)
-    return make
-
-
-#: the kept adapters of the fine-tuning run that chapter 6 scores (its learning curve)
-CURVE = {"lora-1k": 1000, "lora-4k": 4000, "lora-8k": 8000}
-
-#: the LLM runs of chapter 6, by name (the executor's lane tasks are ``llm:<name>``)
-TASKS: dict[str, Callable[..., ExperimentConfig]] = {
-    "zero-shot-completion": _scores(template="completion", watched=True),
-    "zero-shot-chat": _scores(template="recency"),
-    # every list-format run scores the watched film too: their packed inputs are then the same,
-    # and the group below computes the bottom blocks once for all of them
-    "zero-shot-list": _scores(template="list", watched=True),
-    "lora": _adapters,
-    **{name: _scores(lora=True, lora_targets=k, template="list", watched=True) for name, k in CURVE.items()},
-    # the long run's final adapters (committed), scored again: make book re-derives the record
-    "lora-whole": _whole(),
-    # controls: the same candidates with no history at all (the header alone: the model's prior),
-    # and the list prompt with as many films as the completion and chat prompts show
-    "prior-zero-shot-list": _scores(template="list", max_history=0),
-    "prior-lora": _scores(lora=True, template="list", max_history=0),
-    "prior-lora-whole": _whole(max_history=0, watched=False),
-    "zero-shot-list-10": _scores(template="list", max_history=10),
-    # a second model size: Gemma 3 270M's committed adapters (chapter 6's in-budget recipe), scored again
-    # the first 100 of the record's 200 users: the check costs half, and its tolerance is the same
-    "size-gemma3-270m": _size("gemma3-270m", first_users=100),
-    "rerank-gptrec": _scores(lora=True, template="list", candidates="GPTRec-top20"),
-    # the same on the validation films: the blend's weight is chosen there
-    "rerank-gptrec-valid": _scores(lora=True, template="list", candidates="GPTRec-top20", stage="valid",
-                                   n_users=100),
-}
-
-
-#: the group's runs whose cost alone is quoted: the zero-shot model and the book's fine-tuning
-TASKS_QUOTED = ("zero-shot-list", *CURVE)
-
-#: runs computed together (the executor's ``llm:<group>`` tasks): the zero-shot and the
-#: fine-tuned list runs score the same prompts and candidates with models that are equal
-#: below the LoRA blocks, so the bottom blocks run once per user for all of them
-GROUPS: dict[str, tuple[str, ...]] = {
-    "list": ("zero-shot-list", *CURVE, "lora-whole"),
-}
-
-
-def task_config(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
-                llm_model: str | None = None, window: int | None = None) -> ExperimentConfig:
-    """The config of the named task (see :data:`TASKS`); ``window``: films per fine-tuning window
-    (and the list prompt's history plus one) other than :class:`LoRAConfig`'s default."""
-    if name not in TASKS:
-        raise ValueError(f"unknown LLM task {name!r}; choose one of {sorted(TASKS)}")
-    if window is not None and int(window) < 2:
-        raise ValueError(f"window must be at least 2 films, got {window}")
-    return TASKS[name](dataset, seed, resolve_profile(profile), llm_model, window)
-
-
-def compute(config: ExperimentConfig, progress: bool = True):
-    """Run a task's config: adapters for a :class:`LoRAConfig`, scores for a :class:`LLMScoresConfig`."""
-    return lora_run(config, progress=progress) if isinstance(config, LoRAConfig) else llm_scores(config, progress=progress)
-
-
-def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
-                  llm_model: str | None = None, split=None, progress: bool = True,
-                  window: int | None = None) -> dict[str, LLMScores]:
-    """The runs of :data:`GROUPS` ``[name]`` by task name (from the cache where they are there),
-    the blocks below every LoRA computed once per user for all of them."""
-    from .models.llm.likelihood import LowerLayers
-
-    if name not in GROUPS:
-        raise ValueError(f"unknown group {name!r}; choose one of {sorted(GROUPS)}")
-    configs = {n: task_config(n, dataset, seed, profile, llm_model, window) for n in GROUPS[name]}
-    configs = {n: c for n, c in configs.items() if c is not None}  # runs that do not apply here
-    split = split if split is not None else load_split(dataset)
-    lower = None
-    if not all((_scores_folder(c, split) / "run.json").is_file() for c in configs.values()):
-        n_layers = _backend(llm_model).model.config.num_hidden_layers
-        shared = n_layers - max([c.lora.layers for c in configs.values() if c.lora is not None]
-                                + [_adapted_blocks(c.adapters) for c in configs.values() if c.adapters], default=0)
-        lower = LowerLayers(shared) if 0 < shared < n_layers else None  # adapters on every block: nothing to share
-    # the cost alone is quoted for the group's first run (the zero-shot model) and its last (the
-    # whole fine-tuning's adapters), each timed alone on the same users; in a small profile the
-    # curve's sizes may all be capped to the last, and their configs be equal to it
-    quoted = (configs[GROUPS[name][0]], configs[[n for n in GROUPS[name] if n in TASKS_QUOTED][-1]])
-    return {n: llm_scores(c, split, progress=progress, lower=lower, time_alone=c in quoted)
-            for n, c in configs.items()}
-
-
-def _adapted_blocks(folder: str) -> int:
-    """How many top blocks a peft adapter folder adapts (all, when it does not say)."""
-    meta = json.loads((Path(folder) / "adapter_config.json").read_text())
-    n = int(_backend(None).model.config.num_hidden_layers)
-    layers = meta.get("layers_to_transform")
-    return n - min(layers) if layers else n
-
-
-def chapter_task(name: str, dataset: str = "ml-100k", seed: int = 0, profile: str | None = None,
-                 llm_model: str | None = None, split: Split | None = None, window: int | None = None) -> LLMScores:
-    """One of chapter 6's LLM runs (:data:`TASKS`), from the experiment cache: computed there if
-    missing, together with the runs that share its model's bottom blocks (:data:`GROUPS`)."""
-    group = group_of(name)
-    if group is not None:
-        return compute_group(group, dataset, seed, profile, llm_model, split, window=window)[name]
-    return llm_scores(task_config(name, dataset, seed, profile, llm_model, window), split)
-
-
-def group_of(task: str) -> str | None:
-    """The group a task is computed with, if any."""
-    return next((g for g, names in GROUPS.items() if task in names), None)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recnotes.llm_experiments",
-                                     description="Compute one of chapter 6's LLM runs into the experiment cache.")
-    parser.add_argument("task", choices=sorted(TASKS) + sorted(GROUPS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", default=None, help="full | ci | smoke (default: $RECNOTES_PROFILE or full)")
-    parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--llm-model", default=None)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--window", type=int, default=None,
-                        help="films per fine-tuning window (and the list prompt's history + 1); default: LoRAConfig's")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    if args.task in GROUPS:
-        results = compute_group(args.task, args.dataset, args.seed, args.profile, args.llm_model, progress=False,
-                                window=args.window)
-        done = ", ".join(f"{n} {'loaded' if r.cached else 'computed'}" for n, r in results.items())
-        print(f"llm:{args.task} ({resolve_profile(args.profile)}): {done} in {time.perf_counter() - start:.0f} s")
-        return 0
-    config = task_config(args.task, args.dataset, args.seed, args.profile, args.llm_model, args.window)
-    if config is None:
-        print(f"llm:{args.task}: does not apply to this model and dataset (nothing to compute)")
-        return 0
-    result = compute(config, progress=False)
-    print(f"llm:{args.task} ({config.profile}): {'loaded' if result.cached else 'computed'} in "
-          f"{time.perf_counter() - start:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

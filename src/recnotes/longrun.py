@@ -42,7 +42,7 @@ from .committed import MODEL_NAMES, RECORD_DIR, ROOT, SIZES, _root, _stem, adapt
 #: numbers of targets after which the long run keeps its adapters (and the end of the pass)
 KEEP = (1000, 2000, 4000, 8000, 16000, 32000, 64000)
 
-#: the long run's settings (LoRAConfig fields) and how a candidate's line is scored (its
+#: the long run's settings (LoRASettings fields) and how a candidate's line is scored (its
 #: tokens' mean or summed log-probability): ``book`` is chapter 6's (LoRAConfig's defaults,
 #: chosen at 2,000 targets); ``chosen`` is the best for this length on validation at a proxy
 #: length of 16,000 targets (scripts/select_lora.py, book/tuning/LoRA-whole.json; a test ties them)
@@ -79,6 +79,7 @@ def whole_config(name: str = "chosen", dataset: str = "ml-100k", seed: int = 0, 
     after each size of :data:`KEEP` and at the end (in a small profile, the profile's cap)."""
     from .experiments import load_split
     from .llm_experiments import LoRAConfig
+    from .models.llm.finetune import LoRASettings
     from .profiles import resolve_profile
 
     if name not in SETTINGS:
@@ -86,8 +87,8 @@ def whole_config(name: str = "chosen", dataset: str = "ml-100k", seed: int = 0, 
     split = split if split is not None else load_split(dataset)
     total = int(sum(len(seq) for seq in split.train))
     keep = tuple(k for k in KEEP if k < total) + (total,)
-    return LoRAConfig(dataset=dataset, seed=seed, profile=resolve_profile(profile), llm_model=llm_model,
-                      whole=True, n_targets=total, keep=keep, **SETTINGS[name]["lora"])
+    return LoRAConfig(dataset=dataset, seed=seed, profile=resolve_profile(profile), llm_model=llm_model, whole=True,
+                      tuning=LoRASettings(n_targets=total, keep=keep, **SETTINGS[name]["lora"]))
 
 
 def point_scores(config, split, stage: str, n_users: int | None, progress: bool = False,
@@ -97,7 +98,8 @@ def point_scores(config, split, stage: str, n_users: int | None, progress: bool 
     ``stage``: ``{targets (0 for zero-shot): LLMScores}``, the blocks below the adapters computed
     once per user for all of them.  ``prior``: the header alone, no film of the user's (the
     prior-alone control); ``points``: only these (0 and kept targets)."""
-    from .llm_experiments import LLMScoresConfig, _backend, llm_scores
+    from .llm_experiments import LLMScoresConfig, llm_scores
+    from .models.llm import load_backend
     from .models.llm.likelihood import LowerLayers
 
     common = dict(dataset=config.dataset, seed=config.seed, profile=config.profile, llm_model=config.llm_model,
@@ -107,7 +109,7 @@ def point_scores(config, split, stage: str, n_users: int | None, progress: bool 
     configs |= {k: LLMScoresConfig(**common, lora=config, lora_targets=k) for k in config.settings().keep}
     if points is not None:
         configs = {k: c for k, c in configs.items() if k in points}
-    n_layers = _backend(config.llm_model).model.config.num_hidden_layers
+    n_layers = load_backend(config.llm_model).model.config.num_hidden_layers
     lower = LowerLayers(n_layers - config.layers) if config.layers < n_layers else None
     return {k: llm_scores(c, split, progress=progress, lower=lower, time_alone=False) for k, c in configs.items()}
 
@@ -327,32 +329,25 @@ def versions() -> dict:
 
 
 def save_peft(config, folder: Path, split) -> None:
-    """The final adapters of ``config``'s run, written in peft's format
-    (``save_pretrained``: ``adapter_config.json`` and ``adapter_model.safetensors``)."""
-    from .llm_experiments import _backend, lora_run
-    from .models.llm import item_titles
-    from .models.llm.finetune import FineTunedLLMRanker
+    """The final adapters of ``config``'s run, in peft's format (``adapter_config.json`` and
+    ``adapter_model.safetensors``, as the run kept them), copied into ``folder``."""
+    import shutil
+
+    from .llm_experiments import lora_run
 
     run = lora_run(config, split)
-    ranker = FineTunedLLMRanker(_backend(config.llm_model), item_titles(split.data), config.settings())
-    ranker.load_adapters(run.adapters(), targets=run.targets)
     folder.mkdir(parents=True, exist_ok=True)
-    ranker.backend.model.save_pretrained(str(folder))
-    # the pinned model is a GGUF file dequantized in the cache: name it, not this machine's path
-    path = folder / "adapter_config.json"
-    meta = json.loads(path.read_text())
-    meta["base_model_name_or_path"] = ranker.backend.name
-    path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    (folder / "README.md").unlink(missing_ok=True)  # peft's empty model card
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copyfile(run.adapters() / name, folder / name)
 
 
 def load_peft_backend(folder: str | Path, llm_model: str | None = None):
     """The pinned model (or ``llm_model``) with the adapters of ``folder`` folded in
     (:func:`~recnotes.models.llm.finetune.with_adapters`): a plain causal LM."""
-    from .llm_experiments import _backend
+    from .models.llm import load_backend
     from .models.llm.finetune import with_adapters
 
-    return with_adapters(_backend(llm_model), folder)
+    return with_adapters(load_backend(llm_model), folder)
 
 
 def check_rederived(record: dict, users, ranks, tolerance: dict | None = None) -> dict:
@@ -449,9 +444,9 @@ def run_size(name: str, profile: str | None, seed: int, root: Path) -> Path:
     record = make_record(name, config, run, split, points, time.perf_counter() - start,
                          what=f"chapter 6's in-budget fine-tuning, unchanged, on a second model: {SIZES[name]}",
                          command=command)
-    from .llm_experiments import _backend
+    from .models.llm import load_backend
 
-    backend = _backend(SIZES[name])
+    backend = load_backend(SIZES[name])
     record |= {"model": SIZES[name], "origin": backend.origin, "parameters": backend.describe()["parameters"],
                "blocks": backend.describe()["blocks"], "vocab": int(backend.model.config.vocab_size),
                "controls": controls}
@@ -494,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     split = load_split("ml-100k")
     config = whole_config(args.settings, seed=args.seed, profile=args.profile, split=split)
-    print(f"fine-tuning over {config.n_targets:,} targets ({config.profile} profile: "
+    print(f"fine-tuning over {config.tuning.n_targets:,} targets ({config.profile} profile: "
           f"{config.settings().n_targets:,}); an interrupted run resumes from its checkpoint", flush=True)
     run = lora_run(config, split, progress=True)
     print(f"trained: {run.targets:,} targets in {run.train_seconds:.0f} s; scoring the kept points", flush=True)

@@ -6,11 +6,14 @@ The experiment cache and the training checkpoints are written with
 run killed mid-write leaves the previous file or none, never one cut short.
 Their JSON records the SHA-256 of the weights they go with, checked on load;
 what fails the check is moved aside with :func:`move_aside`, which says so in
-one line on stderr, and is computed again.
+one line on stderr, and is computed again.  :func:`locked` makes two processes that
+ask for one entry compute it once; :class:`JsonStore` keeps the answers of served
+models by key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,10 +23,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["file_sha256", "write_atomic", "move_aside", "save_checkpoint", "read_checkpoint",
+__all__ = ["file_sha256", "write_atomic", "move_aside", "locked", "JsonStore", "save_checkpoint", "read_checkpoint",
            "optimizer_tensors", "load_optimizer"]
 
 
@@ -57,6 +65,48 @@ def move_aside(path: str | Path, what: str, reason: str, then: str = "training a
     print(f"recnotes: {what} at {path} cannot be used ({reason}); moved it to {target} and {then}",
           file=sys.stderr, flush=True)
     return target
+
+
+@contextlib.contextmanager
+def locked(folder: Path):
+    """Hold an exclusive lock on ``folder`` (a sibling ``.lock`` file) while the block runs, so
+    two processes that ask for the same entry (chapters executed in parallel) compute it once."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover - no advisory locks on this platform
+        yield
+        return
+    with open(folder.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class JsonStore:
+    """JSON records by key, in ``folder/<key[:2]>/<key>.json``, each written whole
+    (:func:`write_atomic`): two processes writing one key leave one of their records, never a
+    mix; a record that cannot be read counts as missing (and is written again)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        try:
+            record = json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def put(self, key: str, record: dict) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(record, ensure_ascii=False, indent=1)
+        write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- training checkpoints

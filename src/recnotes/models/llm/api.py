@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ... import assets
-from ...safeio import write_atomic
+from ...safeio import JsonStore
 from .interface import Completion, LLMBackend, LLMBackendError, Message
 
 __all__ = ["Secret", "OpenAIBackend", "post_json", "request_key", "Capture", "CapturedRequest", "capture_requests"]
@@ -136,6 +136,7 @@ class OpenAIBackend(LLMBackend):
         self.base_url = base_url.rstrip("/")
         self._key = Secret(api_key or "")
         self.cache_dir = Path(cache_dir) if cache_dir else assets.cache_dir() / "llm-cache"
+        self.store = JsonStore(self.cache_dir)  #: the answers, by request
         self.timeout = timeout
         self.max_retries = max_retries
         self.extra_params = dict(extra_params or {})
@@ -153,25 +154,6 @@ class OpenAIBackend(LLMBackend):
         key = "set" if self._key else "unset"
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, api_key={key})"
 
-    # ------------------------------------------------------------------ cache
-    def _cache_path(self, key: str) -> Path:
-        return self.cache_dir / key[:2] / f"{key}.json"
-
-    def _read_cache(self, key: str) -> dict | None:
-        path = self._cache_path(key)
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None  # a broken entry is treated as missing and rewritten
-
-    def _write_cache(self, key: str, record: dict) -> None:
-        path = self._cache_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(record, ensure_ascii=False, indent=1)
-        write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
     # ---------------------------------------------------------------- request
     def _post(self, body: dict) -> dict:
         return post_json(f"{self.base_url}/chat/completions", body, self._key, self.timeout, self.max_retries)
@@ -181,7 +163,7 @@ class OpenAIBackend(LLMBackend):
         params = {"max_tokens": int(max_new_tokens), "temperature": float(temperature),
                   **self.extra_params}
         key = request_key(self.model, messages, params)
-        record = self._read_cache(key)
+        record = self.store.get(key)
         cached = record is not None
         if record is None:
             answer = self._post({"model": self.model, "messages": list(messages), **params})
@@ -198,7 +180,7 @@ class OpenAIBackend(LLMBackend):
                 "completion_tokens": int(usage.get("completion_tokens") or self.count_tokens(text)),
                 "usage_reported": bool(usage),
             }
-            self._write_cache(key, record)
+            self.store.put(key, record)
         self.usage.add(record["prompt_tokens"], record["completion_tokens"], cached=cached)
         return Completion(text=record["text"], prompt_tokens=record["prompt_tokens"],
                           completion_tokens=record["completion_tokens"], cached=cached)

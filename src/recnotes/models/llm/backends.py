@@ -116,7 +116,6 @@ class HFBackend(LLMBackend):
         self.tokenizer = tokenizer
         self.name = name
         # bottom blocks' output shared with models equal below their adapters (likelihood.LowerLayers)
-        self.lower = None
         self.origin = name  #: where the weights come from, in words (set by from_pretrained)
 
     def __repr__(self) -> str:
@@ -215,28 +214,22 @@ class HFBackend(LLMBackend):
 
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()
-    def score_continuations(self, prompt: Prompt, continuations: Sequence[str], scorer: str = "packed",
-                            end_token: bool = False, reduce: str = "mean") -> np.ndarray:
-        """Mean log-probability per token of each continuation after the prompt (their sum with
-        ``reduce="sum"``).
+    def score_batch(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]],
+                    scorer: str = "packed", end_token: bool = False, reduce: str = "mean",
+                    lower=None) -> list[np.ndarray]:
+        """:meth:`score_continuations` for several users at once (one packed pass for all of
+        them with the ``packed`` scorer; one user after the other with the others).
 
         ``scorer`` picks the path (:mod:`recnotes.models.llm.likelihood`): ``packed`` (the prompt
         and all continuations in one row with a block mask), ``shared`` (the prompt's KV cache
         copied over a right-padded batch of continuations) or ``naive`` (each continuation
-        with its own full prompt, the slow reference).  All give the same numbers.
-        """
-        return self.score_batch([prompt], [continuations], scorer, end_token, reduce)[0]
-
-    @torch.no_grad()
-    def score_batch(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]],
-                    scorer: str = "packed", end_token: bool = False, reduce: str = "mean") -> list[np.ndarray]:
-        """:meth:`score_continuations` for several users at once (one packed pass for all of
-        them with the ``packed`` scorer; one user after the other with the others)."""
+        with its own full prompt, the slow reference).  All give the same numbers.  ``lower``:
+        the bottom blocks' output shared with other models (the ``packed`` scorer only)."""
         check_batch(prompts, continuations, scorer, reduce)
         batch = [(self.prompt_ids(p), self.continuation_ids(c, end_token)) for p, c in zip(prompts, continuations)]
         pad = int(self.tokenizer.pad_token_id)
         if scorer == "packed":
-            results = score_packed(self.model, batch, self.device, pad_id=pad, lower=self.lower)
+            results = score_packed(self.model, batch, self.device, pad_id=pad, lower=lower)
         else:
             fn = score_shared_prefix if scorer == "shared" else score_naive
             results = [fn(self.model, prefix, conts, self.device, pad_id=pad) for prefix, conts in batch]

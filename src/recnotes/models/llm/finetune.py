@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -40,19 +41,19 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from ...progress import progress_bar
-from ...safeio import file_sha256, move_aside, write_atomic
+from ...safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_checkpoint
 from .backends import HFBackend
-from .likelihood import decoder_and_head, mask_as, mask_to
+from .likelihood import decoder_and_head, mask_to, packed_mask
 from .prompts import LIST_HEADER, continuation_text
 from .ranker import LLMRanker
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...data.splits import Split
 
-__all__ = ["LoRASettings", "FineTunedLLMRanker", "training_windows", "take_windows", "TARGET_MODULES"]
+__all__ = ["LoRASettings", "FineTunedLLMRanker", "training_windows", "take_windows", "with_adapters", "save_peft",
+           "TARGET_MODULES"]
 
 #: the training losses: the language model's on every line token, a softmax of each target
 #: line's mean log-probability against sampled negative lines, or their sum
@@ -119,23 +120,6 @@ def sample_negatives(rng: np.random.Generator, n_items: int, seen: np.ndarray, s
     return np.stack([rng.choice(pool, shape[1], replace=False) for _ in range(shape[0])])
 
 
-def _rank_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module,
-               positions: torch.Tensor | None = None):
-    """The ``[B, 1, L, L]`` mask of rows holding a window (causal) followed by negative lines,
-    each of which sees the window's first ``p`` tokens and itself (causally), in the form the
-    model's attention takes (:func:`~recnotes.models.llm.likelihood.mask_as`)."""
-    allow = torch.zeros((len(rows), length, length), dtype=torch.bool)
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
-    for r, (n_ids, main, spans) in enumerate(rows):
-        allow[r, :main, :main] = causal[:main, :main]
-        for start, size, p in spans:
-            allow[r, start:start + size, :p] = True
-            allow[r, start:start + size, start:start + size] = causal[:size, :size]
-        pad = torch.arange(n_ids, length)
-        allow[r, pad, pad] = True
-    return mask_as(allow, model, dtype, positions)
-
-
 def take_windows(windows: Sequence[np.ndarray], n_targets: int) -> list[np.ndarray]:
     """The shortest prefix of ``windows`` holding at least ``n_targets`` films (all of them
     when they hold fewer)."""
@@ -168,6 +152,30 @@ def with_adapters(base: HFBackend, folder: str | Path) -> HFBackend:
     backend = HFBackend(model, base.tokenizer, name=base.name, device=base.device)
     backend.origin = base.origin
     return backend
+
+
+def save_peft(model: torch.nn.Module, folder: str | Path, name: str) -> None:
+    """Write a peft model's adapters with ``save_pretrained`` (``adapter_config.json`` and
+    ``adapter_model.safetensors``) into ``folder``, whole or not at all (written beside it, then
+    renamed).  The config names the base model ``name`` (the pinned model is a GGUF file
+    dequantized into the cache: its name, not this machine's path); peft's empty model card is
+    left out."""
+    import shutil
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with _quiet_peft():
+            model.save_pretrained(str(tmp))
+        config = json.loads((tmp / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = name
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / "README.md").unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class FineTunedLLMRanker(LLMRanker):
@@ -218,36 +226,17 @@ class FineTunedLLMRanker(LLMRanker):
             self.backend.model = get_peft_model(model, config)
         self.backend.model.eval()
 
-    @property
-    def merged(self) -> bool:
-        """Whether the adapters have been folded into the weights (:meth:`merge`)."""
-        return not hasattr(self.backend.model, "get_base_model")
-
-    def _require_adapters(self, what: str) -> None:
-        if self.merged:
-            raise RuntimeError(f"cannot {what}: the adapters were merged into the weights (merge())")
-
-    @torch.no_grad()
-    def merge(self) -> "FineTunedLLMRanker":
-        """Fold the adapters into the weights of the blocks they adapt, for scoring: each adapted
-        weight becomes ``W + scaling * B @ A``, computed in float32 and rounded once to the
-        model's dtype, and the model is a plain causal LM again (no adapter layers), as fast as
-        the zero-shot one.  In float32 the scores are the adapters' to rounding; in bf16 they
-        differ by about as much as bf16 itself moves a score.  Training is over afterwards."""
-        if self.merged:
-            return self
-        from peft.tuners.lora import Linear as LoraLinear
-
-        model = self.backend.model
-        for module in model.modules():
-            if isinstance(module, LoraLinear):
-                for name in module.active_adapters:
-                    a, b = module.lora_A[name].weight.float(), module.lora_B[name].weight.float()
-                    weight = module.get_base_layer().weight
-                    weight.copy_((weight.float() + module.scaling[name] * (b @ a)).to(weight.dtype))
+    def merged(self) -> LLMRanker:
+        """This ranker as it is served: a copy of its model with the adapters folded into the
+        weights by peft's ``merge_and_unload`` (a plain causal LM, as fast as the zero-shot one),
+        behind an :class:`LLMRanker` with the same prompt, history and scoring.  This ranker
+        keeps its adapters (it can go on training)."""
         with _quiet_peft():
-            self.backend.model = model.unload().eval()
-        return self
+            model = copy.deepcopy(self.backend.model).merge_and_unload().eval()
+        backend = HFBackend(model, self.backend.tokenizer, name=self.backend.name, device=self.backend.device)
+        backend.origin = self.backend.origin
+        return LLMRanker(backend, self.titles, "likelihood", "list", self.max_history, seed=self.seed,
+                         batch_users=self.batch_users, reduce=self.reduce)
 
     def _compute(self):
         """Where the base weights are bf16 (CUDA, a CPU with native bf16), the adapters (float32,
@@ -270,30 +259,14 @@ class FineTunedLLMRanker(LLMRanker):
         """The adapters' weights (the only trained ones)."""
         from peft import get_peft_model_state_dict
 
-        self._require_adapters("read the adapters")
-
         state = get_peft_model_state_dict(self.backend.model, save_embedding_layers=False)
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
-    def load_adapters(self, path: str | Path, targets: int | None = None) -> "FineTunedLLMRanker":
-        """Load adapters saved by :meth:`save_adapters` (or kept by :meth:`fit`)."""
-        from peft import set_peft_model_state_dict
-
-        self._require_adapters("load adapters")
-        with _quiet_peft():
-            set_peft_model_state_dict(self.backend.model, load_file(str(path)))
-        self.backend.model.eval()
-        if targets is not None:
-            self.targets_seen = targets
-        return self
-
-    def save_adapters(self, path: str | Path) -> None:
-        """Write the adapters as safetensors (atomically)."""
-        state = self.adapter_state()
-        write_atomic(Path(path), lambda tmp: save_file(state, str(tmp)))
+    def save_adapters(self, folder: str | Path) -> None:
+        """Write the adapters in peft's format (:func:`save_peft`)."""
+        save_peft(self.backend.model, folder, self.backend.name)
 
     def trainable_parameters(self) -> int:
-        self._require_adapters("count the adapters")
         return sum(p.numel() for p in self.backend.model.parameters() if p.requires_grad)
 
     # ------------------------------------------------------------ training
@@ -375,7 +348,7 @@ class FineTunedLLMRanker(LLMRanker):
                       negatives: list[list[list[list[int]]]]) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean line-token cross-entropy and the sampled-softmax rank loss of a batch, in
         one pass: each row holds a window, then every negative line packed after it, each
-        attending to the window's tokens before its line's position (:func:`_rank_mask`)."""
+        attending to the window's tokens before its line's position (:func:`~recnotes.models.llm.likelihood.packed_mask`)."""
         device = self.backend.device
         rows, packed = [], []
         # one entry per scored line: (row, [(state, token)...]); a line's score is its mean
@@ -410,7 +383,7 @@ class FineTunedLLMRanker(LLMRanker):
             ids_t[r, :len(ids)] = torch.tensor(ids)
             pos_t[r, :len(pos)] = torch.tensor(pos)
         dtype = next(self.backend.model.parameters()).dtype
-        mask = mask_to(_rank_mask(rows, length, dtype, self.backend.model, pos_t), device)
+        mask = mask_to(packed_mask(rows, length, dtype, self.backend.model, pos_t), device)
         decoder, head = decoder_and_head(self.backend.model)
         hidden = decoder(input_ids=ids_t.to(device), attention_mask=mask, position_ids=pos_t.to(device),
                          use_cache=False).last_hidden_state
@@ -457,9 +430,8 @@ class FineTunedLLMRanker(LLMRanker):
 
         With ``checkpoint_dir``, the state is saved there every ``checkpoint_every`` steps (and an
         interrupted run resumes from it), and the adapters after each number of targets in
-        ``settings.keep`` are kept as ``adapter-<targets>.safetensors``.
+        ``settings.keep`` are kept in peft's format, in ``adapters-<targets>/`` (:func:`save_peft`).
         """
-        self._require_adapters("fine-tune")
         s = self.settings
         owned = _user_windows(split, s.window, s.seed)
         windows = take_windows([w for _, w in owned], s.n_targets)
@@ -517,7 +489,7 @@ class FineTunedLLMRanker(LLMRanker):
             if folder is not None:
                 crossed = [k for k in s.keep if before < k <= seen or (step + 1 == steps and k > seen)]
                 for k in crossed:
-                    self.save_adapters(folder / f"adapter-{k}.safetensors")
+                    self.save_adapters(folder / f"adapters-{k}")
                 if crossed or (step + 1) % s.checkpoint_every == 0 or step + 1 == steps:
                     self._checkpoint(folder, opt, step + 1)
         bar.close()
@@ -530,42 +502,24 @@ class FineTunedLLMRanker(LLMRanker):
         return {"settings": json.loads(json.dumps(asdict(self.settings))), "model": self.backend.name}
 
     def _checkpoint(self, folder: Path, opt: torch.optim.Optimizer, step: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        state = opt.state_dict()
         tensors = {f"adapter.{k}": v for k, v in self.adapter_state().items()}
-        tensors.update({f"opt.{i}.{k}": v for i, st in state["state"].items() for k, v in st.items()})
+        opt_tensors, opt_meta = optimizer_tensors(opt)
+        tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
-        write_atomic(folder / "last.safetensors", lambda tmp: save_file(tensors, str(tmp)))
-        meta = {"signature": self._signature(), "step": step, "history": self.history,
-                "train_seconds": self.train_seconds, "param_groups": state["param_groups"],
-                "sha256": file_sha256(folder / "last.safetensors")}
-        write_atomic(folder / "last.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+        save_checkpoint(folder, tensors, {"signature": self._signature(), "step": step, "history": self.history,
+                                          "train_seconds": self.train_seconds, "optimizer": opt_meta})
 
     def _resume(self, folder: Path, opt: torch.optim.Optimizer) -> tuple[int, list, float] | None:
         """Restore adapters, optimizer and history from ``folder``'s checkpoint, if it is this run's."""
         from peft import set_peft_model_state_dict
 
-        if not (folder / "last.json").is_file():
+        resumed = read_checkpoint(folder, self._signature())
+        if resumed is None:
             return None
-        try:
-            meta = json.loads((folder / "last.json").read_text())
-            if meta["signature"] != self._signature():
-                return None
-            if file_sha256(folder / "last.safetensors") != meta["sha256"]:
-                raise ValueError("last.safetensors does not match the checksum in last.json")
-            tensors = load_file(str(folder / "last.safetensors"))
-        except Exception as err:  # noqa: BLE001 - an unreadable checkpoint is discarded
-            move_aside(folder / "last.json", "the fine-tuning checkpoint", f"{type(err).__name__}: {err}",
-                       then="fine-tuning from the first example")
-            return None
+        tensors, meta = resumed
         with _quiet_peft():
             set_peft_model_state_dict(self.backend.model,
                                       {k[8:]: v for k, v in tensors.items() if k.startswith("adapter.")})
-        state: dict = {}
-        for key, value in tensors.items():
-            if key.startswith("opt."):
-                _, i, name = key.split(".", 2)
-                state.setdefault(int(i), {})[name] = value
-        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        load_optimizer(opt, tensors, meta["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
         return meta["step"], meta["history"], meta["train_seconds"]

@@ -9,7 +9,7 @@ module and on nothing of each other's, but :mod:`.served` on :mod:`.api`'s HTTP 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -75,6 +75,15 @@ class LLMBackend:
                             end_token: bool = False, reduce: str = "mean") -> np.ndarray:
         """Mean per-token (or, with ``reduce="sum"``, summed) log-probability of each
         continuation after the prompt."""
+        return self.score_batch([prompt], [continuations], scorer, end_token, reduce)[0]
+
+    def score_batch(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]],
+                    scorer: str = "packed", end_token: bool = False, reduce: str = "mean",
+                    lower: Any = None) -> list[np.ndarray]:
+        """:meth:`score_continuations` for several prompts, each with its own continuations.
+        ``lower``: a :class:`~recnotes.models.llm.likelihood.LowerLayers` holding the bottom
+        blocks' output, shared by models that are equal below their adapters (a backend that
+        computes every block itself, as a server does, ignores it)."""
         raise LLMBackendError(
             f"backend {self.name!r} cannot score continuations by likelihood; "
             f"use the list-wise ranking method with it, or a local Hugging Face model")

@@ -284,21 +284,31 @@ def _as(allow: torch.Tensor, model: torch.nn.Module | None, dtype: torch.dtype) 
     return torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)[:, None]
 
 
-def _dense_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module | None = None,
+def packed_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module | None = None,
                 positions: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
     """The ``[B, 1, L, L]`` block mask of packed rows (see :func:`mask_as`; additive without a
-    model).  (Attention computed block by block, without the masked pairs, was slower than this
-    dense mask on a CPU, at the prompt lengths of the book.)"""
+    model).  A row is ``(tokens, main, spans)``: its first ``main`` tokens see each other
+    causally, and each span ``(start, size, sees)`` sees the row's first ``sees`` tokens and
+    itself, causally; padding sees itself only (no empty softmax row).  (Attention computed block
+    by block, without the masked pairs, was slower than this dense mask on a CPU, at the prompt
+    lengths of the book.)"""
     allow = torch.zeros((len(rows), length, length), dtype=torch.bool)
     causal = torch.ones(length, length, dtype=torch.bool).tril()
-    for r, (ids, _, p, spans) in enumerate(rows):
-        allow[r, :p, :p] = causal[:p, :p]
-        for start, size in spans:
-            allow[r, start:start + size, :p] = True
+    for r, (n_ids, main, spans) in enumerate(rows):
+        allow[r, :main, :main] = causal[:main, :main]
+        for start, size, sees in spans:
+            allow[r, start:start + size, :sees] = True
             allow[r, start:start + size, start:start + size] = causal[:size, :size]
-        pad = torch.arange(len(ids), length)
-        allow[r, pad, pad] = True  # padding sees itself only (no empty softmax row)
+        pad = torch.arange(n_ids, length)
+        allow[r, pad, pad] = True
     return mask_as(allow, model, dtype, positions)
+
+
+def _dense_mask(rows, length: int, dtype: torch.dtype, model: torch.nn.Module | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+    """:func:`packed_mask` of :func:`_packed_rows`' rows: every continuation sees its prompt."""
+    return packed_mask([(len(ids), p, [(start, size, p) for start, size in spans]) for ids, _, p, spans in rows],
+                       length, dtype, model, positions)
 
 
 @torch.no_grad()

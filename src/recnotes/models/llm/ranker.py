@@ -194,15 +194,16 @@ class LLMRanker(Recommender):
         st.prompt_tokens += self.backend.usage.prompt_tokens - before[0]
         st.completion_tokens += self.backend.usage.completion_tokens - before[1]
 
-    def score_users(self, histories: Sequence[Sequence[int]], candidates: np.ndarray) -> np.ndarray:
-        """Likelihood scores ``[n_users, n_candidates]`` of several users in one packed pass."""
+    def score_users(self, histories: Sequence[Sequence[int]], candidates: np.ndarray, lower=None) -> np.ndarray:
+        """Likelihood scores ``[n_users, n_candidates]`` of several users in one packed pass
+        (``lower``: see :meth:`score_candidates`)."""
         rows = [(_clean(h), [int(c) for c in cands]) for h, cands in zip(histories, candidates)]
         orders = [self.prompt_order(h, c) for h, c in rows]
         prompts = [self.prompt(h, c, o) for (h, c), o in zip(rows, orders)]
         conts = [self.continuations(c, o) for (_, c), o in zip(rows, orders)]
         before = (self.backend.usage.prompt_tokens, self.backend.usage.completion_tokens)
         start = time.perf_counter()
-        scored = self.backend.score_batch(prompts, conts, self.scorer, self.end_token, self.reduce)
+        scored = self.backend.score_batch(prompts, conts, self.scorer, self.end_token, self.reduce, lower=lower)
         self._count(len(rows), start, before)
         out = np.empty((len(rows), len(rows[0][1]) if rows else 0))
         for i, (order, values) in enumerate(zip(orders, scored)):
@@ -228,8 +229,11 @@ class LLMRanker(Recommender):
         return scores
 
     def score_candidates(self, histories: Sequence[Sequence[int]],
-                         candidates: np.ndarray | Sequence[Sequence[int]]) -> torch.Tensor:
-        """Scores ``[n_users, n_candidates]`` (float64, higher = better) for each user's candidates."""
+                         candidates: np.ndarray | Sequence[Sequence[int]], lower=None) -> torch.Tensor:
+        """Scores ``[n_users, n_candidates]`` (float64, higher = better) for each user's candidates.
+        ``lower``: a :class:`~recnotes.models.llm.likelihood.LowerLayers` that keeps the bottom
+        blocks' output for, or takes it from, another model equal to this one below its adapters
+        (the likelihood method only)."""
         candidates = np.asarray(candidates)
         if candidates.ndim != 2 or len(candidates) != len(histories):
             raise ValueError(f"candidates must have shape [{len(histories)}, n_candidates], "
@@ -242,7 +246,7 @@ class LLMRanker(Recommender):
             bar = progress_bar(total=len(candidates), desc=self.name, leave=False, disable=not self.progress)
             parts = []
             for start in chunks:
-                parts.append(self.score_users(histories[start:start + step], candidates[start:start + step]))
+                parts.append(self.score_users(histories[start:start + step], candidates[start:start + step], lower))
                 bar.update(len(parts[-1]))
             bar.close()
             return torch.from_numpy(np.concatenate(parts))

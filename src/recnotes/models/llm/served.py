@@ -52,7 +52,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ... import assets
-from ...safeio import write_atomic
+from ...safeio import JsonStore
 from .api import DEFAULT_BASE_URL, Secret, post_json
 from .interface import LLMBackend, LLMBackendError, Prompt, check_batch
 
@@ -100,6 +100,7 @@ class CompletionsBackend(LLMBackend):
         self.base_url = base_url.rstrip("/")
         self._key = Secret(api_key or "")
         self.cache_dir = Path(cache_dir) if cache_dir else assets.cache_dir() / "llm-cache" / "echo"
+        self.store = JsonStore(self.cache_dir)  #: the echoed texts, by model, text and mode
         self.timeout, self.max_retries, self.backoff = timeout, max_retries, backoff
         self.max_in_flight, self.prompts_per_request = max_in_flight, prompts_per_request
         self.prompt_logprobs = prompt_logprobs
@@ -236,23 +237,16 @@ class CompletionsBackend(LLMBackend):
         self.checked = True
 
     # ------------------------------------------------------------------ cache
-    def _cache_path(self, key: str) -> Path:
-        return self.cache_dir / key[:2] / f"{key}.json"
-
     def _read(self, text: str) -> tuple[Echo, int] | None:
-        path = self._cache_path(_text_key(self.model, text, self._mode))
+        record = self.store.get(_text_key(self.model, text, self._mode))
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
             return Echo(record["tokens"], record["logprobs"]), int(record["prompt_tokens"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             return None
 
     def _write(self, text: str, echo: Echo, tokens: int) -> None:
-        path = self._cache_path(_text_key(self.model, text, self._mode))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        blob = json.dumps({"model": self.model, "text": text, **echo.as_dict(), "prompt_tokens": tokens},
-                          ensure_ascii=False)
-        write_atomic(path, lambda tmp: tmp.write_text(blob, encoding="utf-8"))
+        self.store.put(_text_key(self.model, text, self._mode),
+                       {"model": self.model, "text": text, **echo.as_dict(), "prompt_tokens": tokens})
 
     def echoes(self, texts: Sequence[str]) -> list[Echo]:
         """Each text's echoed tokens and log-probabilities (from the cache, or from the server in
@@ -289,14 +283,11 @@ class CompletionsBackend(LLMBackend):
                 f"not apply")
         return prompt
 
-    def score_continuations(self, prompt: Prompt, continuations: Sequence[str], scorer: str = "packed",
-                            end_token: bool = False, reduce: str = "mean") -> np.ndarray:
-        return self.score_batch([prompt], [continuations], scorer, end_token, reduce)[0]
-
     def score_batch(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]],
-                    scorer: str = "packed", end_token: bool = False, reduce: str = "mean") -> list[np.ndarray]:
+                    scorer: str = "packed", end_token: bool = False, reduce: str = "mean",
+                    lower=None) -> list[np.ndarray]:
         """Summed (or mean per token) log-probability of each continuation after its prompt.
-        ``scorer`` is accepted for the local backend's signature; the server computes every text
+        ``scorer`` and ``lower`` are accepted for the local backend's signature; the server computes every text
         in full."""
         check_batch(prompts, continuations, scorer, reduce)
         texts = [self._text(prompt) for prompt in prompts]
