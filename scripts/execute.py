@@ -38,31 +38,52 @@ INJECTED_TAG = "recnotes-injected"
 #: What each chapter waits for in a parallel run: the chapters whose results files
 #: it reads, ("train:MODEL:SEED") the trained models it loads from the cache, and
 #: ("llm:NAME") the LLM runs of recnotes.llm_tasks it reads from the cache.
-#: "SEED" stands for the --seed in force, "SEEDS" for every seed of the profile.
-#: ("llm:list" is a group of runs: the zero-shot and fine-tuned list-format runs, computed
-#: together so that the blocks below the LoRA adapters run once per user.)
-#: (Chapter 6's controls are lane tasks too: computed in the chapter, they lengthened the
-#: chain that chapters 9 and 11 wait on; as tasks they run beside the others.)
-LLM_RUNS = ["llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat", "llm:lora", "llm:rerank-gptrec",
-            "llm:rerank-gptrec-valid", "llm:size-gemma3-270m", "llm:zero-shot-list-10", "llm:prior-zero-shot-list",
-            "llm:prior-lora", "llm:prior-lora-whole"]
+#: "SEED" stands for the --seed in force, "SEEDS" for every seed of the profile; "NEURAL" for
+#: every neural model of recnotes.experiments.CONFIGS (a model added there is trained for the
+#: chapters that compare them all), and "llm:*" for every LLM task (recnotes.llm_tasks: a
+#: group of runs computed together, such as "llm:list", is one task).
 NEEDS: dict[str, list[str]] = {
     "02_concepts": ["train:GPTRec:SEED"],
     "04_math": ["train:GPTRec:SEED"],
-    "05_code": ["train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
-    "06_llm": [*LLM_RUNS, "train:GPTRec:SEEDS", "train:GPTRec-text:SEED", "train:GPTRec-llm:SEED"],
-    "07_applications": ["train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
-    "09_evaluation": ["06_llm", "train:LSTM:SEEDS", "train:GPTRec:SEEDS"],
+    "05_code": ["train:NEURAL:SEEDS"],
+    "06_llm": ["llm:*", "train:GPTRec:SEEDS", "train:GPTRec-text:SEED", "train:GPTRec-llm:SEED"],
+    "07_applications": ["train:NEURAL:SEEDS"],
+    "09_evaluation": ["06_llm", "train:NEURAL:SEEDS"],
     "10_outlook": ["train:GPTRec:SEED"],
     "11_faq": ["05_code", "06_llm", "07_applications", "09_evaluation", "10_outlook"],
 }
-#: What the tasks that are not chapters wait for (same notation).
-TASK_NEEDS: dict[str, list[str]] = {
-    "llm:list": ["llm:lora"],
-    "llm:rerank-gptrec": ["llm:lora", "train:GPTRec:SEED"],
-    "llm:rerank-gptrec-valid": ["llm:lora", "train:GPTRec:SEED"],
-    "llm:prior-lora": ["llm:lora"],
-}
+
+
+def neural_models() -> list[str]:
+    """The neural models of recnotes.experiments.CONFIGS (trained once per seed, cached)."""
+    from recnotes.experiments import CONFIGS, NeuralConfig
+
+    return [name for name, config in CONFIGS.items() if issubclass(config, NeuralConfig)]
+
+
+def llm_tasks() -> list[str]:
+    """Every LLM lane task: a group of recnotes.llm_tasks, or a task in no group."""
+    from recnotes.llm_tasks import GROUPS, TASKS, group_of
+
+    return [f"llm:{g}" for g in GROUPS] + [f"llm:{t}" for t in TASKS if group_of(t) is None]
+
+
+def llm_needs(task: str, profile: str, seed: int) -> list[str]:
+    """What an LLM lane task waits for, read from its configs: the fine-tuning run whose adapters
+    it scores, and the GPTRec whose top 20 it re-ranks."""
+    from recnotes.llm_tasks import GROUPS, task_config
+
+    name = task.split(":", 1)[1]
+    configs = [task_config(n, seed=seed, profile=profile) for n in GROUPS.get(name, (name,))]
+    configs = [c for c in configs if c is not None]
+    needs = []
+    if name != "lora" and any(getattr(c, "lora", None) is not None for c in configs):
+        needs.append("llm:lora")
+    if any(getattr(c, "candidates", None) == "GPTRec-top20" for c in configs):
+        needs.append("train:GPTRec:SEED")
+    return needs
+
+
 #: Which ready task a free lane takes first: the long chains that others wait for. Chapter 6
 #: is the longest chapter and 9 and 11 wait for it, so what it needs comes first and it starts
 #: as soon as it can; the LSTM's seeds (for 5, 7 and 9) and the other chapters run beside it.
@@ -222,7 +243,10 @@ def task_graph(names: list[str], profile: str, seed: int) -> dict[str, list[str]
         for need in needs:
             if need.startswith("train:"):
                 _, model, which = need.split(":")
-                tasks = [f"train:{model}:{s}" for s in (seeds if which == "SEEDS" else (seed,))]
+                models = neural_models() if model == "NEURAL" else [model]
+                tasks = [f"train:{m}:{s}" for m in models for s in (seeds if which == "SEEDS" else (seed,))]
+            elif need == "llm:*":
+                tasks = llm_tasks()
             elif need.startswith("llm:"):
                 tasks = [need]
             elif need in names:
@@ -233,7 +257,7 @@ def task_graph(names: list[str], profile: str, seed: int) -> dict[str, list[str]
             for task in tasks:
                 if task not in graph:
                     graph[task] = []
-                    graph[task] = expand(TASK_NEEDS.get(task, []))
+                    graph[task] = expand(llm_needs(task, profile, seed) if task.startswith("llm:") else [])
                 deps.append(task)
         return deps
 

@@ -96,3 +96,24 @@ def test_paired_rows_are_each_pairs_own_test_with_holm_over_rows():
         assert tests[label]["mean_diff"] == pytest.approx(float((a - b).mean()))
         assert tests[label]["p_holm"] == pytest.approx(adjusted)
         assert table.loc[label, "with"] == fmt(float(a.mean()))
+
+
+def test_accuracy_numbers_are_the_means_and_their_bootstrap_bounds_and_the_table_shows_them():
+    from recnotes.evaluate.uncertainty import bootstrap_ci
+    from recnotes.report.compare import accuracy_frame, show_accuracy
+
+    rng = np.random.default_rng(3)
+    per_user = {"a": pd.DataFrame({"NDCG@10": rng.random(40)}), "b": pd.DataFrame({"NDCG@10": rng.random(40) + 0.5}),
+                "c": pd.DataFrame({"NDCG@10": rng.random(40) - 2})}
+    numbers = accuracy_frame(per_user, ("NDCG@10",), n_bootstrap=300, seed=2, sort="NDCG@10", users=True)
+    assert list(numbers.index) == ["b", "a", "c"]
+    for name, frame in per_user.items():
+        mean, low, high = bootstrap_ci(frame["NDCG@10"].to_numpy(), 300, seed=2)
+        assert numbers.loc[name, "NDCG@10"] == pytest.approx(frame["NDCG@10"].mean())
+        assert (numbers.loc[name, "NDCG@10 low"], numbers.loc[name, "NDCG@10 high"]) == (low, high)
+        assert numbers.loc[name, "users"] == 40
+    shown = show_accuracy(numbers)
+    assert list(shown.columns) == ["NDCG@10", "NDCG@10 95% CI", "users"]
+    assert shown.loc["c", "NDCG@10 95% CI"] == fmt_ci(numbers.loc["c", "NDCG@10 low"], numbers.loc["c", "NDCG@10 high"])
+    assert " to" in shown.loc["c", "NDCG@10 95% CI"]  # a negative interval, kept as numbers until shown
+    assert shown.equals(accuracy_table(per_user, ("NDCG@10",), n_bootstrap=300, seed=2, sort="NDCG@10", users=True))

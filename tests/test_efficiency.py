@@ -77,3 +77,28 @@ def test_meter_collects_the_design_metric_names():
     assert out["eval_users_per_second"] == pytest.approx(100 / m.seconds)
     assert out["params"] == 4 * 6 + 6 and out["flops_per_request"] == 2 * 4 * 6
     assert out["peak_memory_mb"] > 0
+
+
+def test_request_flops_count_itemknns_similarities_and_nothing_for_the_counting_models(split):
+    from recnotes.evaluate.efficiency import cost_row, request_flops
+    from recnotes.models import ItemKNN, Popularity, Random
+
+    knn = ItemKNN(k=10).fit(split)
+    history = np.asarray(split.histories("test")[5])
+    # brute force: every stored similarity in the rows of the history's films, a product and a sum each
+    touched = sum(int(knn.sim[int(i)].nnz) for i in history)
+    assert request_flops(knn, history) == 2 * touched
+    assert request_flops(Popularity().fit(split), history) == 0 and request_flops(Random().fit(split), history) == 0
+
+    class Dense(torch.nn.Module):  # no count of its own: PyTorch's, 2 * n * n for one product
+        def __init__(self, n):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(n, n))
+
+        def score(self, histories):
+            return torch.ones(1, self.w.shape[0]) @ self.w
+
+    assert request_flops(Dense(32), history) == 2 * 32 * 32
+    row = cost_row(knn, split, history, 12.5, users_per_second=3.0, repeats=2, warmup=0)
+    assert row["training (s)"] == 12.5 and row["users / s"] == 3.0 and row["FLOPs / request"] == 2 * touched
+    assert row["parameters"] == count_params(knn) and row["latency p50 (ms)"] > 0

@@ -33,6 +33,9 @@ def test_needs_name_existing_chapters_and_models():
                 _, model, which = need.split(":")
                 from recnotes.experiments import ITEM_INITS
 
+                if model == "NEURAL":
+                    assert which in ("SEED", "SEEDS")
+                    continue
                 base, _, init = model.partition("-")
                 assert base in CONFIGS and which in ("SEED", "SEEDS") and (not init or init in ITEM_INITS)
                 command = execute.command(need.replace("SEEDS", "0").replace("SEED", "0"), "ci", 0, 1)
@@ -40,7 +43,7 @@ def test_needs_name_existing_chapters_and_models():
             elif need.startswith("llm:"):
                 from recnotes.llm_tasks import GROUPS, TASKS
 
-                assert need.split(":", 1)[1] in {**TASKS, **GROUPS}
+                assert need == "llm:*" or need.split(":", 1)[1] in {**TASKS, **GROUPS}
             else:
                 assert need in CHAPTERS
 
@@ -56,6 +59,27 @@ def test_graph_orders_tasks_after_what_they_wait_for():
     assert list(graph)[:2] == ["llm:lora", "train:GPTRec:0"]  # the longest chains first
     assert set(graph["llm:rerank-gptrec"]) == {"llm:lora", "train:GPTRec:0"}
     assert set(graph["llm:list"]) == {"llm:lora"}
+
+
+def test_a_model_added_to_the_configs_is_trained_for_the_chapters_that_compare_every_model(monkeypatch):
+    """Adding a model is one config entry: the executor then trains it, every seed, before the
+    chapters that compare all the models, and runs every LLM task before chapter 6."""
+    from dataclasses import dataclass
+
+    from recnotes import experiments
+    from recnotes.llm_tasks import GROUPS, TASKS, group_of
+
+    @dataclass(frozen=True)
+    class ToyConfig(experiments.NeuralConfig):
+        pass
+
+    monkeypatch.setitem(experiments.CONFIGS, "Toy", ToyConfig)
+    graph = execute.task_graph(CHAPTERS, "full", seed=0)
+    for chapter in ("05_code", "07_applications", "09_evaluation"):
+        assert {f"train:Toy:{s}" for s in (0, 1, 2)} <= set(graph[chapter])
+    assert execute.command("train:Toy:1", "full", 0, 1)[3:6] == ["Toy", "--seed", "1"]
+    llm = {t for t in graph["06_llm"] if t.startswith("llm:")}
+    assert llm == {f"llm:{g}" for g in GROUPS} | {f"llm:{t}" for t in TASKS if group_of(t) is None}
 
 
 def test_graph_ignores_chapters_not_selected():

@@ -120,3 +120,16 @@ def test_the_curve_words_follow_paired_tests_of_the_kept_models_against_the_best
     else:
         assert "from 2,000 targets on" in words and "does not lift it" in words
     assert paired_test(pd.Series(noise), pd.Series(mid))["p_value"] >= 0.05
+
+
+def test_the_record_facts_state_the_records_own_numbers(search, record):
+    facts = itemhead_run.record_facts(record, search, seed=0, n_bootstrap=200)
+    chosen = next(p for p in record["points"] if p["targets"] == record["chosen_targets"])
+    assert facts["head_chosen_valid"] == pytest.approx(np.mean(chosen["valid"]["per_user"]))
+    assert facts["head_chosen_share"] == pytest.approx(100 * record["chosen_targets"] / record["targets_per_pass"])
+    assert facts["head_hours"] == pytest.approx(record["train_seconds"] / 3600)
+    assert facts["head_proxy"] == search["targets"] and facts["head_pass"] == record["targets_per_pass"]
+    assert facts["head_kept"].endswith(f" and {record['points'][-1]['targets']:,}")
+    assert facts["head_kept"].count(",") >= len(record["points"]) - 2
+    assert facts["head_setting"] == itemhead_run.setting_words(record["settings"])
+    assert "bfloat16" not in facts["head_dtype"] and "," not in facts["head_machine"]

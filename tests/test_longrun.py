@@ -193,3 +193,33 @@ def test_size_record_ranks_give_its_metrics_and_controls(path):
     assert longrun.eval_result(record).model == longrun.model_name(record)
     assert record["model"] == longrun.SIZES[path.stem] and record["parameters"] > 2e8
     assert (ROOT / record["adapters"]["folder"] / "adapter_config.json").is_file()
+
+
+@pytest.mark.skipif(not SIZE_RECORDS, reason="no size record committed")
+def test_size_comparison_tests_the_rows_it_names_and_states_the_record():
+    from scipy import stats
+
+    record = json.loads(SIZE_RECORDS[0].read_text())
+    zero, fine = longrun.per_user(record, 0), longrun.per_user(record, record["targets"])
+    table, facts, answer = longrun.size_comparison(record, seed=0)
+    tests = {t["vs"]: t for t in table.attrs["tests"]}
+    assert list(tests) == ["Gemma: fine-tuned vs zero-shot", "Gemma zero-shot: with history vs prior alone",
+                           "Gemma fine-tuned: with history vs prior alone"]
+    diff = (fine["NDCG@10"] - zero["NDCG@10"]).to_numpy()
+    assert tests["Gemma: fine-tuned vs zero-shot"]["mean_diff"] == pytest.approx(diff.mean())
+    # the sign-flip test agrees with a t-test where the difference is clear, and not otherwise by much
+    assert (tests["Gemma: fine-tuned vs zero-shot"]["p_value"] < 0.05) == (stats.ttest_1samp(diff, 0).pvalue < 0.05)
+    assert facts["gemma_targets"] == record["targets"] and facts["gemma_blocks"] == record["blocks"]
+    assert facts["gemma_fine"] == pytest.approx(fine["NDCG@10"].mean())
+    assert facts["gemma_vs_smol"].startswith("the comparison is made in the full profile only")
+    assert facts["gemma_meaning"] == "" and answer.endswith(" fine-tuned.")
+    assert all(name.startswith("gemma_") for name in facts)
+    # compared with itself as the book's model: no difference, so size does not change the answer
+    table, facts, answer = longrun.size_comparison(record, {"zero-shot list": zero, "fine-tuned": fine}, seed=0)
+    same = {t["vs"]: t for t in table.attrs["tests"]}["fine-tuned: Gemma vs SmolLM2"]
+    assert same["mean_diff"] == 0 and same["p_value"] == 1
+    assert facts["gemma_meaning"] == "At this budget, twice the parameters do not change the answer."
+    assert "not significantly different from the smaller model's" in answer
+    check = {"ndcg10_now": 0.5, "ndcg10_record": 0.5, "same_rank_share": 0.9, "users": 100}
+    assert longrun.size_comparison(record, check=check)[1]["gemma_rederived"] == \
+        "NDCG@10 0.500 against the record's 0.500, 90% of the 100 users at the same rank"

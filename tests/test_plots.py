@@ -93,3 +93,74 @@ def test_every_two_models_differ_in_colour_and_in_grey():
         assert abs(lab[a][0] - lab[b][0]) >= 5, (a, b)  # apart in lightness: in grey too
     unknown = plots.model_colors(["X", "Y"])
     assert unknown["X"] != unknown["Y"]
+
+
+def test_chance_is_the_mean_over_every_rank_of_a_random_order():
+    import math
+
+    # brute force: the target equally likely at each of the 20 places
+    assert plots.chance("NDCG@10", 20) == pytest.approx(sum(1 / math.log2(r + 2) for r in range(10)) / 20)
+    assert plots.chance("HR@5", 20) == pytest.approx(5 / 20)
+    assert plots.chance("MRR@20", 20) == pytest.approx(sum(1 / (r + 1) for r in range(20)) / 20)
+    with pytest.raises(ValueError, match="accuracy metric"):
+        plots.chance("coverage@10", 20)
+
+
+def test_dot_panels_and_the_curve_with_its_span_draw_what_they_are_given():
+    import pandas as pd
+
+    measured = pd.Series({"a": 0.2, "b": 0.5})
+    cited = pd.Series({"x": 0.1, "y": 0.3, "z": 0.6})
+    fig = plots.dot_panels({"measured": (measured, True), "cited": (cited, False)}, chance=0.17)
+    top, bottom = fig.axes
+    assert [t.get_text() for t in top.get_yticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in bottom.get_yticklabels()] == ["x", "y", "z"]
+    assert list(top.collections[0].get_offsets()[:, 0]) == [0.2, 0.5]
+    assert top.lines[0].get_xdata()[0] == 0.17 and top.get_title() == "measured"
+    plt.close(fig)
+    curve = pd.DataFrame({"targets": [100, 200, 400], "seconds": [1.0, 2.0, 4.0], "ndcg10": [0.1, 0.2, 0.15]})
+    fig = plots.curve_with_span(curve, {"targets": 200, "seconds": 2.0}, {"targets": (50, 80), "seconds": (5, 9)},
+                                "GPTRec", "the LLM's run", ("blue", "purple"), "NDCG@10")
+    left, right = fig.axes
+    assert list(left.lines[0].get_xdata()) == [100, 200, 400] and list(right.lines[0].get_xdata()) == [1, 2, 4]
+    assert left.lines[1].get_xdata()[0] == 200 and right.lines[1].get_xdata()[0] == 2.0
+    assert left.get_xscale() == "log" and left.get_ylabel() == "NDCG@10"
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["the LLM's run", "GPTRec"]
+    plt.close(fig)
+
+
+def test_interval_bars_draw_each_rows_number_with_its_bounds_first_row_on_top():
+    import pandas as pd
+
+    numbers = pd.DataFrame({"NDCG@10": [0.5, 0.2], "NDCG@10 low": [0.45, -0.1], "NDCG@10 high": [0.55, 0.3]},
+                           index=["GPTRec", "Random"])
+    fig, ax = plots.new_figure()
+    plots.interval_bars(ax, numbers, "NDCG@10", {"GPTRec": "blue", "Random": "grey"}, label=str.upper)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["RANDOM", "GPTREC"]
+    assert [b.get_width() for b in ax.patches] == [0.2, 0.5]
+    segments = ax.collections[0].get_segments()  # the error bars, bottom row first
+    assert [list(s[:, 0]) for s in segments] == [pytest.approx([-0.1, 0.3]), pytest.approx([0.45, 0.55])]
+    plt.close(fig)
+
+
+def test_the_frontier_holds_each_model_better_than_every_faster_one():
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    points = pd.DataFrame({"latency": rng.random(12) * 100, "ndcg": rng.random(12)}, index=[f"m{i}" for i in range(12)])
+    # brute force: on the frontier where no other model is both at least as fast and better
+    want = {a for a in points.index if not any(points.loc[b, "latency"] <= points.loc[a, "latency"]
+                                               and points.loc[b, "ndcg"] > points.loc[a, "ndcg"]
+                                               for b in points.index if b != a)}
+    got = plots.frontier(points)
+    assert set(got) == want
+    assert all(points.loc[a, "latency"] <= points.loc[b, "latency"] for a, b in itertools.pairwise(got))
+    fig = plots.pareto_figure(points, {n: "blue" for n in points.index}, slow=("m0",))
+    ax = fig.axes[0]
+    assert len(ax.collections) == 12 and ax.get_xscale() == "log"
+    assert sum(c.get_edgecolor().size > 0 and c.get_edgecolor()[0][:3].tolist() == [0, 0, 0]
+               for c in ax.collections) == len(got)  # the frontier's dots circled
+    plt.close(fig)

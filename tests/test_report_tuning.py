@@ -80,3 +80,24 @@ def test_the_trained_models_summary_says_which_defaults_changed():
     assert table.loc["EASE", "winner"] == "trial 1" and table.loc["LSTM", "winner"] == "previous default"
     assert table.loc["LSTM", "within the time budget"] == 1
     assert trials_facts(records) == {"changed": "EASE", "kept": "LSTM"}
+
+
+def test_the_objective_words_compare_the_rank_losses_with_the_centre_and_say_which_stays(record, tmp_path):
+    import json
+
+    record["results"]["rank"] = entry(0.45, objective="rank")
+    record["results"]["rank"]["targets"] = 400
+    search = LoRASearch(record)
+    words = search.objective_words()
+    assert words == ("rank loss, 400 targets in 60 s: 0.450, against 0.500 for the centre's LM loss "
+                     "(2,000 targets in 60 s)")
+    assert search.objective_words(verdict=True) == words + ", so the LM loss stays"
+    assert search.facts(((0.02, 8, 8, 40, "lm"), "mean"))["lora_objectives"] == words
+    record["results"]["rank"]["mean"]["valid_ndcg10"] = 0.51
+    assert LoRASearch(record).objective_words(verdict=True).endswith("a rank loss did better at this length")
+    # the chosen row's settings are named; another's are not; a missing record reads as None
+    assert search.names({"lr": 0.02, "layers": 8, "rank": 8, "window": 40, "objective": "lm", "alpha": 16})
+    assert not search.names({**CENTRE})
+    path = tmp_path / "LoRA.json"
+    path.write_text(json.dumps(record))
+    assert LoRASearch.read(path).best == record["best"] and LoRASearch.read(tmp_path / "none.json") is None

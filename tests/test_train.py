@@ -196,3 +196,16 @@ def test_two_processes_asking_for_one_model_train_it_once(tmp_path):
     assert sorted(cached for cached, _ in out) == [False, True]  # one trained, the other waited and loaded
     np.testing.assert_array_equal(out[0][1], out[1][1])
 
+
+
+def test_a_runs_validation_curve_counts_targets_and_seconds_up_to_each_evaluated_epoch(split):
+    from recnotes.experiments import GPTRecConfig, Run
+
+    history = [{"epoch": 1, "seconds": 2.0, "valid_ndcg10": 0.1}, {"epoch": 2, "seconds": 3.0},
+               {"epoch": 3, "seconds": 4.0, "valid_ndcg10": 0.3}]
+    r = Run(GPTRecConfig(), model=None, split=split, history=history)
+    per_epoch = sum(1 for seq in split.train for _ in seq[1:])  # every position after a sequence's first
+    assert r.targets_per_epoch == per_epoch
+    curve = r.validation_curve()
+    assert curve["epoch"].tolist() == [1, 3] and curve["ndcg10"].tolist() == [0.1, 0.3]
+    assert curve["targets"].tolist() == [per_epoch, 3 * per_epoch] and curve["seconds"].tolist() == [2.0, 9.0]

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -191,6 +192,20 @@ class Run:
         """Training wall time up to and including the best validation epoch."""
         best = self.best_epoch
         return None if best is None else sum(h["seconds"] for h in self.history if h["epoch"] <= best)
+
+    @property
+    def targets_per_epoch(self) -> int:
+        """Targets of one epoch: every position of a training sequence after its first."""
+        return int(sum(max(len(s) - 1, 0) for s in self.split.train))
+
+    def validation_curve(self) -> pd.DataFrame:
+        """Per evaluated epoch: the ``targets`` seen, the training ``seconds`` so far and the
+        validation ``ndcg10`` (all films, seen films masked), from the run's history."""
+        seconds = np.cumsum([h["seconds"] for h in self.history])
+        rows = [{"epoch": h["epoch"], "targets": h["epoch"] * self.targets_per_epoch,
+                 "seconds": float(seconds[h["epoch"] - 1]), "ndcg10": h["valid_ndcg10"]}
+                for h in self.history if h.get("valid_ndcg10") is not None]
+        return pd.DataFrame(rows, columns=["epoch", "targets", "seconds", "ndcg10"])
 
 
 _SPLITS: dict[str, Split] = {}

@@ -406,6 +406,28 @@ def plateau_words(record: dict, alpha: float = 0.05, seed: int = 0) -> str:
     return words(plateau_of(curve, alpha, seed), max(curve))
 
 
+def record_facts(record: dict, search: dict, seed: int = 0, n_bootstrap: int = 1000) -> dict:
+    """What the pages state about the long run's record and its settings search, by glue name
+    (``head_*``): the search's proxy length, the pass and its kept models, the time and machine
+    of the whole pass, the chosen settings and the kept model best on validation."""
+    valid = curve(record, n_bootstrap=n_bootstrap, seed=seed)
+    kept = record["points"]
+    return {
+        "head_kept": ", ".join(f"{p['targets']:,}" for p in kept[:-1]) + f" and {kept[-1]['targets']:,}",
+        "head_valid_users": record["valid_users"],
+        "head_proxy": search["targets"],
+        "head_pass": record["targets_per_pass"],
+        "head_hours": record["train_seconds"] / 3600,  # the whole pass (chapter 9 has the time to the kept model)
+        "head_machine": record["machine"].split(",")[0],
+        "head_dtype": record["dtype"].replace("bfloat16", "bf16"),
+        "head_setting": setting_words(record["settings"]),
+        "head_chosen_targets": record["chosen_targets"],
+        "head_chosen_share": 100 * record["chosen_targets"] / record["targets_per_pass"],
+        "head_chosen_valid": float(valid.loc[valid.targets == record["chosen_targets"], "ndcg10"].iloc[0]),
+        "head_flat_words": plateau_words(record, seed=seed),
+    }
+
+
 def _changed(field: str, value) -> str:
     if field == "center":
         return "states centred" if value else "states not centred"

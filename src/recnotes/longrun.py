@@ -328,6 +328,64 @@ def versions() -> dict:
             **{name: package_version(name) for name in ("torch", "transformers", "peft", "numpy", "recnotes")}}
 
 
+def size_comparison(record: dict, smol: dict | None = None, check: dict | None = None, seed: int = 0):
+    """What chapter 6 says of a second size's record: ``(table, facts, answer)``.
+
+    ``table``: paired tests (Holm over its rows, each the first model minus the second) of the
+    fine-tuned model against the zero-shot one, of each against the prior alone, and, given
+    ``smol`` (the book's model on the record's users: ``{"zero-shot list": frame, "fine-tuned":
+    frame}`` of per-user metrics), of each against the book's model.  ``facts``: the page's values
+    and sentences by glue name (``gemma_*``), with ``check`` (:func:`check_rederived`'s result,
+    None where the final adapters were not scored again); ``answer``: the landing page's line.
+    """
+    from .report.compare import fmt, fmt_p, paired_rows, verdict
+    from .report.phrases import compared, signed
+
+    zero, fine = (model_name(record, k) for k in (0, record["targets"]))
+    users = {zero: per_user(record, 0), fine: per_user(record, record["targets"])}
+    pairs = {"Gemma: fine-tuned vs zero-shot": (users[fine], users[zero])}
+    if smol is not None:
+        pairs |= {"zero-shot list: Gemma vs SmolLM2": (users[zero], smol["zero-shot list"]),
+                  "fine-tuned: Gemma vs SmolLM2": (users[fine], smol["fine-tuned"])}
+    pairs |= {f"Gemma {k}: with history vs prior alone": (users[n], prior_per_user(record, t))
+              for k, n, t in (("zero-shot", zero, 0), ("fine-tuned", fine, record["targets"]))}
+    table = paired_rows({k: (a["NDCG@10"], b["NDCG@10"]) for k, (a, b) in pairs.items()}, ("first", "second"),
+                        seed=seed)
+    st = {x["vs"]: x for x in table.attrs["tests"]}
+    vs_smol = {when: st[f"{when}: Gemma vs SmolLM2"] for when in ("zero-shot list", "fine-tuned")} if smol else {}
+    prior_add = {when: st[f"Gemma {when}: with history vs prior alone"] for when in ("zero-shot", "fine-tuned")}
+    tops = record["controls"]["top_popular"]
+    fine_ndcg = float(users[fine]["NDCG@10"].mean())
+    facts = {
+        "gemma_params_m": record["parameters"] / 1e6, "gemma_vocab": record["vocab"],
+        "gemma_targets": record["targets"], "gemma_rank": record["settings"]["rank"],
+        "gemma_layers": record["settings"]["layers"], "gemma_blocks": record["blocks"],
+        "gemma_minutes": record["train_seconds"] / 60, "gemma_machine": record["machine"].split(",")[0],
+        "gemma_dtype": record["dtype"].replace("bfloat16", "bf16"),
+        "gemma_zero": float(users[zero]["NDCG@10"].mean()), "gemma_fine": fine_ndcg,
+        "gemma_fine_words": compared(st["Gemma: fine-tuned vs zero-shot"], "its zero-shot prompt", key="p_holm"),
+        "gemma_vs_smol": ", and ".join(f"{when.removesuffix(' list')}, Gemma is {compared(t, 'it', key='p_holm')} "
+                                       f"({signed(t['mean_diff'])} NDCG@10)" for when, t in vs_smol.items())
+        if smol else "the comparison is made in the full profile only, where the record's users are this chapter's",
+        "gemma_meaning": "" if not smol else
+        "At this budget, twice the parameters do not change the answer." if all(
+            verdict(t, key="p_holm").startswith("not") for t in vs_smol.values()) else
+        "Size matters here, in the direction the table gives.",
+        "gemma_prior_words": " and ".join(f"{signed(t['mean_diff'])} {when} (Holm-adjusted p {fmt_p(t['p_holm'])})"
+                                          for when, t in prior_add.items()),
+        "gemma_top_pop": f"{100 * tops['0']:.0f}% of the users zero-shot and "
+                         f"{100 * tops[str(record['targets'])]:.0f}% fine-tuned",
+        "gemma_rederived": f"NDCG@10 {fmt(check['ndcg10_now'])} against the record's "
+                           f"{fmt(check['ndcg10_record'])}, {100 * check['same_rank_share']:.0f}% of the "
+                           f"{check['users']} users at the same rank" if check else
+                           "this check runs in the full profile on ML-100K (the record's users)",
+    }
+    answer = (f"A model twice as large (Gemma 3 270M), with the same recipe and budget, reaches {fmt(fine_ndcg)} "
+              f"fine-tuned" + (f", {verdict(st['fine-tuned: Gemma vs SmolLM2'], key='p_holm')} from the smaller "
+                               f"model's {fmt(float(smol['fine-tuned']['NDCG@10'].mean()))}." if smol else "."))
+    return table, facts, answer
+
+
 def save_peft(config, folder: Path, split) -> None:
     """The final adapters of ``config``'s run, in peft's format (``adapter_config.json`` and
     ``adapter_model.safetensors``, as the run kept them), copied into ``folder``."""

@@ -27,7 +27,7 @@ import psutil
 import scipy.sparse as sp
 import torch
 
-__all__ = ["Measurement", "measure", "latency_ms", "count_params", "flops_per_request",
+__all__ = ["Measurement", "measure", "latency_ms", "count_params", "flops_per_request", "request_flops", "cost_row",
            "request", "EfficiencyMeter", "EFFICIENCY_METRICS"]
 
 EFFICIENCY_METRICS = ("train_seconds", "seconds_per_epoch", "eval_users_per_second",
@@ -148,6 +148,28 @@ def flops_per_request(fn: Callable[[], Any]) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+def request_flops(model: Any, history: np.ndarray) -> int:
+    """FLOPs of one request: the model's own count where it computes outside PyTorch
+    (``model.request_flops(history)``: ItemKNN in SciPy, or none at all), else PyTorch's."""
+    own = getattr(model, "request_flops", None)
+    return int(own(np.asarray(history, np.int64))) if own is not None else flops_per_request(request(model, history))
+
+
+def cost_row(model: Any, split: Any, history: np.ndarray, train_seconds: float,
+             users_per_second: float | None = None, repeats: int = 30, warmup: int = 3) -> dict[str, float]:
+    """What a model costs, as chapter 9's table shows it: learned numbers, ``train_seconds``,
+    users per second of a whole-catalogue evaluation of ``split``'s test users (or the figure
+    given), the median latency of one request for ``history`` and its FLOPs."""
+    from .protocols import evaluate_full
+
+    if users_per_second is None:
+        users_per_second = evaluate_full(model, split, ks=(10,)).users_per_second
+    return {"parameters": count_params(model), "training (s)": float(train_seconds),
+            "users / s": float(users_per_second),
+            "latency p50 (ms)": latency_ms(request(model, history), repeats=repeats, warmup=warmup)["latency_p50_ms"],
+            "FLOPs / request": request_flops(model, history)}
 
 
 class EfficiencyMeter:

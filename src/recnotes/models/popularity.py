@@ -32,6 +32,10 @@ class Popularity(Recommender):
         self.counts = counts
         return self
 
+    def request_flops(self, history: np.ndarray) -> int:
+        """None: the scores are the stored counts."""
+        return 0
+
     def score(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
         """The popularity counts, repeated for each history."""
         n = self._require_fitted()

@@ -40,6 +40,10 @@ class Random(Recommender):
         self.n_items = split.n_items
         return self
 
+    def request_flops(self, history: np.ndarray) -> int:
+        """None: the scores are drawn, not computed."""
+        return 0
+
     def score(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
         """Uniform random scores ``[b, n_items + 1]``, a function of (seed, history)."""
         n = self._require_fitted()

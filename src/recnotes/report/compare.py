@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..evaluate.uncertainty import bootstrap_ci, paired_test
 
-__all__ = ["fmt", "fmt_p", "fmt_ci", "signed", "accuracy_table", "paired_table", "paired_rows", "holm", "verdict", "tidy"]
+__all__ = ["fmt", "fmt_p", "fmt_ci", "signed", "accuracy_frame", "show_accuracy", "accuracy_table", "paired_table", "paired_rows", "holm", "verdict", "tidy"]
 
 
 def fmt(x: float, digits: int = 3) -> str:
@@ -64,31 +64,50 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def accuracy_table(per_user: Mapping[str, pd.DataFrame], metrics: Sequence[str] = ("NDCG@10", "HR@10"),
+def accuracy_frame(per_user: Mapping[str, pd.DataFrame], metrics: Sequence[str] = ("NDCG@10", "HR@10"),
                    n_bootstrap: int = 1000, seed: int = 0, sort: str | None = None,
                    users: bool = False) -> pd.DataFrame:
-    """One row per model: each metric's mean over users and its 95% bootstrap interval.
-
-    ``per_user`` maps a model to its per-user metrics (columns like ``"NDCG@10"``), for
-    instance ``EvalResult.per_user`` or a mean over seeds.  ``sort``: a metric to order by
-    (descending).
-    """
-    rows, keys = {}, {}
+    """One row per model, in numbers: each metric's mean over users (column ``<metric>``) and the
+    bounds of its 95% bootstrap interval (``<metric> low``, ``<metric> high``); with ``users``,
+    the number of users.  ``per_user`` maps a model to its per-user metrics (columns like
+    ``"NDCG@10"``), for instance ``EvalResult.per_user`` or a mean over seeds.  ``sort``: a
+    metric to order by (descending; ties keep the given order)."""
+    rows = {}
     for name, frame in per_user.items():
         row = {}
         for m in metrics:
             mean, low, high = bootstrap_ci(frame[m].to_numpy(), n_bootstrap, seed=seed)
-            row[m] = fmt(float(mean))
-            row[f"{m} 95% CI"] = fmt_ci(float(low), float(high))
-            if m == sort:
-                keys[name] = float(mean)
+            row |= {m: float(mean), f"{m} low": float(low), f"{m} high": float(high)}
         if users:
             row["users"] = len(frame)
         rows[name] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     if sort is not None:
-        out = out.loc[sorted(keys, key=lambda n: -keys[n])]
+        out = out.loc[sorted(out.index, key=lambda n: -out.loc[n, sort])]
+    return out
+
+
+def show_accuracy(numbers: pd.DataFrame) -> pd.DataFrame:
+    """:func:`accuracy_frame`'s numbers for the page: each mean to three significant digits and
+    its interval as one ``low–high`` column (``<metric> 95% CI``)."""
+    out = pd.DataFrame(index=numbers.index)
+    for column in numbers.columns:
+        if column.endswith(" low"):
+            m = column.removesuffix(" low")
+            out[f"{m} 95% CI"] = [fmt_ci(lo, hi) for lo, hi in zip(numbers[column], numbers[f"{m} high"])]
+        elif column == "users":
+            out[column] = numbers[column]
+        elif not column.endswith(" high"):
+            out[column] = numbers[column].map(fmt)
     return tidy(out)
+
+
+def accuracy_table(per_user: Mapping[str, pd.DataFrame], metrics: Sequence[str] = ("NDCG@10", "HR@10"),
+                   n_bootstrap: int = 1000, seed: int = 0, sort: str | None = None,
+                   users: bool = False) -> pd.DataFrame:
+    """:func:`accuracy_frame` shown with :func:`show_accuracy`: one row per model, each metric's
+    mean over users and its 95% bootstrap interval, formatted."""
+    return show_accuracy(accuracy_frame(per_user, metrics, n_bootstrap, seed, sort, users))
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -13,7 +13,7 @@ fact's key and its value in the output's metadata (``fact=``, see
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -45,6 +45,12 @@ def glue(name: str, value: Any, fact: str | None = None, raw: Any = None) -> Non
     if fact is not None:
         meta = {"key": fact, "value": plain(value if raw is None else raw)}
     glue_hidden(name, plain(value), meta)
+
+
+def glue_all(facts: Mapping[str, Any]) -> None:
+    """:func:`glue` every value of ``facts`` under its name (a package function's facts for a page)."""
+    for name, value in facts.items():
+        glue(name, value)
 
 
 def glue_hidden(name: str, value: Any, fact: dict | None = None) -> None:

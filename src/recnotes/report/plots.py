@@ -7,7 +7,8 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 __all__ = ["PALETTE", "MODEL_COLORS", "COLUMN_PX", "MIN_TEXT_PX", "set_style", "new_figure", "model_colors", "fit_column", "on_screen",
-           "glue_figure", "learning_curves"]
+           "glue_figure", "learning_curves", "dot_panels", "curve_with_span", "chance", "interval_bars", "frontier",
+           "pareto_figure"]
 
 #: seaborn's colour-blind-safe palette (Wong/Okabe-Ito like), used everywhere in the book.
 PALETTE = sns.color_palette("colorblind")
@@ -142,4 +143,102 @@ def learning_curves(curves, references, colors, ylabel: str = "NDCG@10 on P2 (20
     axes[0].set_ylabel(ylabel)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False)
+    return fig
+
+
+def dot_panels(panels, chance: float | None = None, xlabel: str = "NDCG@10, 20 candidates",
+               width: float = 7.2, height: float = 7.6):
+    """Dot plots stacked on one x axis, one per entry of ``panels``: title -> ``(values,
+    filled)``, ``values`` a Series (label -> value) drawn bottom to top in its order, filled
+    dots for what was measured, hollow diamonds for what is cited; each panel as tall as its
+    rows.  A dashed line at ``chance``.  Returns the figure."""
+    import numpy as np
+
+    fig, axes = new_figure(nrows=len(panels), width=width, height=height, sharex=True, squeeze=False,
+                           gridspec_kw={"height_ratios": [len(v) for v, _ in panels.values()]})
+    for ax, (title, (values, filled)) in zip(axes[:, 0], panels.items()):
+        y = np.arange(len(values))
+        ax.scatter(values.to_numpy(), y, marker="o" if filled else "D", s=55, zorder=3,
+                   color=PALETTE[0] if filled else "white", edgecolor=PALETTE[0] if filled else "0.3")
+        if chance is not None:
+            ax.axvline(chance, ls="--", c="grey", lw=1)
+        ax.set_yticks(y, values.index)
+        ax.set(xlabel=xlabel, title=title)
+    return fig
+
+
+def curve_with_span(curve, best: dict[str, float], span: dict[str, tuple[float, float]], label: str,
+                    span_label: str, colors: tuple, ylabel: str):
+    """A training curve in two panels sharing the y axis, against ``targets`` and ``seconds``
+    (log axes): ``curve`` a frame with those columns and ``ndcg10``; a dotted line at ``best[x]``
+    (the kept epoch) and a shaded ``span[x]`` (where another run lies on the same axes).
+    ``colors``: the curve's and the span's.  Returns the figure."""
+    fig, axes = new_figure(ncols=2, width=10, height=3.4, sharey=True)
+    for ax, column, xlabel in ((axes[0], "targets", "training targets seen (log scale)"),
+                               (axes[1], "seconds", "CPU seconds of training (log scale)")):
+        ax.axvspan(*span[column], color=colors[1], alpha=0.15, lw=0, label=span_label)
+        ax.plot(curve[column], curve["ndcg10"], "o-", ms=3, color=colors[0], label=label)
+        ax.axvline(best[column], ls=":", c="grey", lw=1)
+        ax.set_xscale("log")
+        ax.set(xlabel=xlabel)
+    axes[0].set_ylabel(ylabel)
+    axes[1].legend(loc="lower right", frameon=True)
+    return fig
+
+
+def chance(metric: str, n_candidates: int) -> float:
+    """The expected value of ``metric`` (``"NDCG@10"``, ``"HR@5"``, ...) for a ranking in random
+    order of ``n_candidates`` candidates, one of them the target (every rank equally likely):
+    the line a figure draws as chance."""
+    import numpy as np
+
+    from ..evaluate.metrics import ACCURACY_METRICS, parse_column, rank_metrics
+
+    name, k = parse_column(metric)
+    if name not in ACCURACY_METRICS or k is None:
+        raise ValueError(f"not an accuracy metric at a cutoff: {metric!r}")
+    return float(rank_metrics(np.arange(n_candidates), (k,))[metric].mean())
+
+
+def interval_bars(ax, numbers, metric: str, colors: dict, label=str) -> None:
+    """Horizontal bars of ``numbers[metric]`` (an :func:`~recnotes.report.compare.accuracy_frame`),
+    its first row on top, each with its 95% interval (``<metric> low`` to ``<metric> high``) and
+    its model's colour; ``label`` names a row on the axis."""
+    import numpy as np
+
+    shown = list(numbers.index)[::-1]
+    values = numbers.loc[shown, metric].to_numpy(float)
+    bounds = numbers.loc[shown, [f"{metric} low", f"{metric} high"]].to_numpy(float)
+    ax.barh([label(n) for n in shown], values, xerr=np.abs(bounds.T - values), color=[colors[n] for n in shown],
+            capsize=3)
+    ax.set(xlabel=f"{metric} (95% bootstrap interval)")
+
+
+def frontier(points) -> list:
+    """The names on the Pareto frontier of ``points`` (a frame with ``latency`` and ``ndcg``, one
+    row per model): in order of latency, each better than every faster one."""
+    out, best = [], float("-inf")
+    for name, row in points.sort_values("latency", kind="stable").iterrows():
+        if row["ndcg"] > best:
+            out.append(name)
+            best = row["ndcg"]
+    return out
+
+
+def pareto_figure(points, colors: dict, label=str, slow: tuple = (), ylabel: str = "P2 NDCG@10"):
+    """Quality against latency (log axis), one dot per model of ``points`` (:func:`frontier`'s
+    frame), circled on the frontier, which a dashed step joins.  A name sits left of its dot where
+    the dot lies far right of the others (a hundred times slower than the slowest model not in
+    ``slow``).  Returns the figure."""
+    on = frontier(points)
+    scale = 100 * points["latency"].drop(index=[n for n in slow if n in points.index]).max()
+    fig, ax = new_figure(width=7.5, height=4.2)
+    for name, row in points.iterrows():
+        ax.scatter(row["latency"], row["ndcg"], s=60, color=colors[name], zorder=3,
+                   edgecolor="black" if name in on else "none")
+        far = row["latency"] > scale
+        ax.annotate(label(name), (row["latency"], row["ndcg"]), textcoords="offset points", fontsize=9,
+                    xytext=(-6, 6) if far else (6, 4), ha="right" if far else "left")
+    ax.step(points.loc[on, "latency"], points.loc[on, "ndcg"], where="post", color="grey", ls="--", lw=1)
+    ax.set(xscale="log", xlabel="latency of one request, p50 (ms, log scale)", ylabel=ylabel)
     return fig

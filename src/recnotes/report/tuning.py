@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
@@ -151,6 +153,35 @@ class LoRASearch:
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title="score", frameon=False)
         return fig
 
+    @classmethod
+    def read(cls, path: str | Path) -> "LoRASearch | None":
+        """The search of the record at ``path``; None where there is none."""
+        path = Path(path)
+        return cls(json.loads(path.read_text())) if path.is_file() else None
+
+    def names(self, setting: Mapping) -> bool:
+        """Whether ``setting`` (lr, layers, rank, window, objective) is the chosen row's."""
+        return all(self.chosen.get(f) == setting[f] for f in self.FACTORS)
+
+    def objective_words(self, verdict: bool = False) -> str:
+        """The losses that rank (against sampled titles) beside the centre's LM loss, each with
+        its validation NDCG@10, targets and seconds; with ``verdict``, whether the LM loss stays."""
+        ranked = {k: v for k, v in self.trained.items() if v["objective"] != "lm"}
+        if not ranked:
+            return "none were tried"
+        ref = next((v for v in self.trained.values() if not self.diff(v, self.centre)), None)
+        words = "; ".join(f"{self.LOSS[v['objective']]}, {v['targets']:,} targets in {v['train_seconds']:.0f} s: "
+                          f"{fmt(v['mean']['valid_ndcg10'])}" for v in ranked.values())
+        if ref is None:
+            return words
+        words += (f", against {fmt(ref['mean']['valid_ndcg10'])} for the centre's LM loss "
+                  f"({ref['targets']:,} targets in {ref['train_seconds']:.0f} s)")
+        best = max(v["mean"]["valid_ndcg10"] for v in ranked.values())
+        if verdict:
+            words += (", so the LM loss stays" if best <= ref["mean"]["valid_ndcg10"] else
+                      ", so a rank loss did better at this length")
+        return words
+
     def tried(self, f: str) -> list:
         """The values tried for a setting, the others as chosen."""
         chosen = self.chosen
@@ -187,14 +218,7 @@ class LoRASearch:
         over_text = "; ".join(over_words)
         out["lora_budget"] = "" if not over else \
             f"The budget is the book's: {lora.get('budget', {})['reason']} {over_text[:1].upper()}{over_text[1:]}."
-        ranked = {k: v for k, v in self.trained.items() if v["objective"] != "lm"}
-        ref = next((v for v in self.trained.values() if not self.diff(v, centre)), None)
-        out["lora_objectives"] = "; ".join(
-            f"{self.LOSS[v['objective']]}, {v['targets']:,} targets in {v['train_seconds']:.0f} s: "
-            f"{fmt(v['mean']['valid_ndcg10'])}" for v in ranked.values()) \
-            + (f", against {fmt(ref['mean']['valid_ndcg10'])} for the centre's LM loss "
-               f"({ref['targets']:,} targets in {ref['train_seconds']:.0f} s)" if ref else "") if ranked \
-            else "none were tried"
+        out["lora_objectives"] = self.objective_words()
         out["lora_negatives"] = lora["negatives"]
         zs = {v["template"]: v for v in entries.values() if v.get("zero_shot")}
         out["lora_zs"] = " and ".join(f"the {t} prompt {fmt(v['mean']['valid_ndcg10'])}" for t, v in zs.items())
