@@ -22,7 +22,7 @@ PIPQ := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 STAMP := $(VENV)/.recnotes-installed
 ASSETS_STAMP := $(VENV)/.recnotes-assets
 
-.PHONY: help setup assets execute html book test unit nbtest unit-run nbtest-run clean lock
+.PHONY: help setup assets execute html book test unit nbtest unit-run unit-slow-run unit-quick-run nbtest-run clean lock
 
 help:
 	@echo "make book   # set up, execute every chapter (profile=$(PROFILE)), build _build/html"
@@ -79,6 +79,21 @@ unit: assets
 unit-run:
 	$(ONE_THREAD) $(BIN)/python -m pytest -q tests
 
+# make test's two lanes: one runs the slowest unit test files (a minute or more each on a 2-core
+# CPU: chapters run again on another dataset, the LLM's fine-tuning and scoring), the other the
+# notebook tests and then the quick unit tests, so that the two end at about the same time.
+# Each pytest session has a temporary folder of its own.
+UNIT_SLOW := tests/test_rerun.py tests/test_gpu_check.py tests/test_served.py tests/test_finetune.py \
+             tests/test_itemhead.py tests/test_llm.py
+
+unit-slow-run:
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(ONE_THREAD) $(BIN)/python -m pytest -q --basetemp="$$tmp/pytest" $(UNIT_SLOW)
+
+unit-quick-run:
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(ONE_THREAD) $(BIN)/python -m pytest -q --basetemp="$$tmp/pytest" tests $(addprefix --ignore=,$(UNIT_SLOW))
+
 # Re-run the executed chapters in book/ in the quick profile; cells tagged
 # nbval-check-output (dataset statistics, checksums) must reproduce their output.
 # Results go to a temporary folder so the committed book/results stay as published.
@@ -89,14 +104,15 @@ nbtest-run:
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(ONE_THREAD) RECNOTES_PROFILE=ci RECNOTES_RESULTS=$$tmp $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider book/*.ipynb
 
-# The unit tests and the notebook tests side by side, one core and one PyTorch thread each
+# The unit tests (in two parts, above) and the notebook tests side by side, one core and one
+# PyTorch thread each
 # (each one's output comes when it ends, where make can hold it back: GNU make 4+).
 SYNC := $(if $(filter output-sync,$(.FEATURES)),--output-sync=target,)
 test: assets
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
 	  || echo "WARNING: no Chromium here: the page tests (layout at 1280 px) will be SKIPPED (apt-get install chromium)"
 	@echo "unit tests and notebook tests, side by side (JOBS=$(JOBS))"
-	@$(MAKE) --no-print-directory -j$(JOBS) $(SYNC) unit-run nbtest-run
+	@$(MAKE) --no-print-directory -j$(JOBS) $(SYNC) unit-slow-run nbtest-run unit-quick-run
 
 clean:
 	rm -rf _build
