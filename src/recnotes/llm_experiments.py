@@ -3,7 +3,8 @@
 Ranking protocol P2's users with a language model is the book's costliest step,
 so, like a trained model, each LLM run is a frozen config whose result is stored
 in the experiment cache (``cache_dir()/experiments/<key>/``, keyed by the
-config, the data, the model and the recnotes version) and computed once:
+config, the data, the device's precision and the code that computes it, see
+:func:`_key`) and computed once:
 
 * :class:`LoRAConfig`: LoRA adapters fine-tuned on windows of the training
   sequences, every title a target

@@ -38,7 +38,7 @@ from ...safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_c
 from ..base import Recommender, check_histories
 from ..kernels import linear_cross_entropy
 from .backends import HFBackend
-from .finetune import TARGET_MODULES, _quiet_peft
+from .finetune import TARGET_MODULES, _quiet_peft, save_peft
 from .items import llm_item_vectors
 from .likelihood import decoder_and_head, pad_right
 from .prompts import LIST_HEADER, continuation_text
@@ -324,20 +324,13 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
 
     # ------------------------------------------------------------ saving
     def save(self, folder: str | Path, head_dtype: torch.dtype = torch.float32) -> None:
-        """The adapters in peft's format (``adapter_config.json``, ``adapter_model.safetensors``)
-        and the head (``item_head.safetensors``, in ``head_dtype``) with the settings
+        """The adapters in peft's format (``adapter_config.json``, ``adapter_model.safetensors``,
+        :func:`~recnotes.models.llm.finetune.save_peft`) and the head (``item_head.safetensors``, in ``head_dtype``) with the settings
         (``item_head.json``)."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with _quiet_peft():
-            self.body.save_pretrained(str(folder))
-        (folder / "README.md").unlink(missing_ok=True)  # peft's empty model card
-        # the pinned model is a file dequantized in the cache: name it, not this machine's path
-        config = json.loads((folder / "adapter_config.json").read_text())
-        config["base_model_name_or_path"] = self.backend.name
-        (folder / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_peft(self.body, folder, self.backend.name)  # the folder is written anew
         save_file({"items": self.items.detach().to(head_dtype).cpu().contiguous(),
                    "bias": self.bias.detach().to(head_dtype).cpu().contiguous(),
                    "center": self.center.detach().cpu().contiguous()},  # float32: it is subtracted from states
