@@ -124,7 +124,10 @@ def test_requests_in_flight_are_bounded(backend, split, cands, tmp_path):
         served = _served(url, tmp_path, max_in_flight=2, prompts_per_request=4)
         _scores(served, split, cands, template="list", max_history=HISTORY)
         assert served.requests >= 1 + 42 // 4  # 2 users x 21 texts, 4 per request, and the probe
-        assert state.max_in_flight == 2
+        # the client keeps at most 2 requests open; one it gave up on (a dropped connection, tried
+        # again: seen once on a loaded 2-core machine) may still run on the server and add to its count
+        abandoned = len(state.requests) - served.requests
+        assert 2 <= state.max_in_flight <= 2 + abandoned
 
 
 def test_chat_prompts_and_a_missing_end_token_are_clear_errors(backend, split, cands, tmp_path):
