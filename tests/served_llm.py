@@ -71,15 +71,19 @@ def _handler(state: _State):
             try:
                 time.sleep(state.delay)
                 if fault == "json":
-                    return self._send(200, b'{"choices": [')
-                if fault is not None:
-                    return self._send(int(fault), json.dumps({"error": {"message": "try later"}}).encode())
-                if self.path != "/v1/completions":
-                    return self._send(404, b'{"error": "not found"}')
-                return self._send(200, json.dumps(self._answer(body)).encode())
+                    status, data = 200, b'{"choices": ['
+                elif fault is not None:
+                    status, data = int(fault), json.dumps({"error": {"message": "try later"}}).encode()
+                elif self.path != "/v1/completions":
+                    status, data = 404, b'{"error": "not found"}'
+                else:
+                    status, data = 200, json.dumps(self._answer(body)).encode()
             finally:
+                # counted out before the answer leaves: a client that reads it and sends its next
+                # request at once is never counted twice, however late this thread runs again
                 with state.lock:
                     state.in_flight -= 1
+            self._send(status, data)
 
         def _answer(self, body: dict) -> dict:
             prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
