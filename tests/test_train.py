@@ -209,3 +209,25 @@ def test_a_runs_validation_curve_counts_targets_and_seconds_up_to_each_evaluated
     curve = r.validation_curve()
     assert curve["epoch"].tolist() == [1, 3] and curve["ndcg10"].tolist() == [0.1, 0.3]
     assert curve["targets"].tolist() == [per_epoch, 3 * per_epoch] and curve["seconds"].tolist() == [2.0, 9.0]
+
+
+def test_every_training_setting_of_a_neural_config_reaches_the_trainer():
+    """The neural configs take their training fields from TrainConfig (written once): each one,
+    set on a config, is the trainer's value, and the defaults are the trainer's."""
+    from dataclasses import fields, replace
+
+    from recnotes.experiments import CONFIGS, TRAINING_FIELDS, NeuralConfig
+
+    trainer = {f.name: f.default for f in fields(TrainConfig)}
+    assert set(TRAINING_FIELDS) == set(trainer) - {"grad_clip", "seed"}
+    neural = [cls for cls in CONFIGS.values() if issubclass(cls, NeuralConfig)]
+    assert neural
+    for cls in neural:
+        plain = cls(profile="full")
+        for name in TRAINING_FIELDS:
+            if name != "max_epochs":  # a config may tune its own; the profile caps it
+                assert getattr(NeuralConfig(), name) == trainer[name]
+            value = 7 if trainer[name] is None else type(trainer[name])(trainer[name] * 0 + 3)
+            got = replace(plain, **{name: value}).train_config()
+            assert getattr(got, name) == value, (cls.__name__, name)
+        assert replace(plain, seed=5).train_config().seed == 5

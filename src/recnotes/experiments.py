@@ -5,7 +5,7 @@ A config holds every choice of an experiment (hyper-parameters, ``seed``,
 builds the data and the model, trains it, and stores a trained neural model
 under ``cache_dir()/experiments/<key>/`` (weights as safetensors, config and
 training history as JSON), keyed by the config, a fingerprint of the data and
-the recnotes version, so a chapter that asks for the same model loads it
+a fingerprint of the source of the code that trains it, so a chapter that asks for the same model loads it
 instead of training it again.  Classic models fit in seconds and are refitted.
 
 Entries are written atomically (a temporary file, then a rename; ``run.json``
@@ -20,7 +20,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,28 +87,30 @@ class EASEConfig(ExperimentConfig):
         return EASE(l2=self.l2)
 
 
+#: the trainer's settings a neural config carries, written once, in :class:`TrainConfig` (names,
+#: types, defaults); ``grad_clip`` stays the trainer's fixed value, and the config's own ``seed``
+#: seeds the run
+TRAINING_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("grad_clip", "seed"))
+
+
 @dataclass(frozen=True)
-class NeuralConfig(ExperimentConfig):
-    """Training choices shared by the neural sequence models (see :class:`TrainConfig`)."""
-
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    batch_size: int = 16
-    max_epochs: int = 40
-    decay_epochs: int = 40  # cosine decay over the whole run
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.05
-    patience: int = 10
-    smooth: float = 0.5  # stop on an exponential moving average of validation NDCG@10
-    eval_every: int = 1
-    window_stride: int | None = None  # overlapping training windows when < max_len
-
+class _Neural(ExperimentConfig):
     def train_config(self) -> TrainConfig:
         """The trainer's settings; the profile caps the number of epochs."""
-        names = {f.name for f in fields(TrainConfig)}
-        values = {k: v for k, v in asdict(self).items() if k in names}
+        values = {name: getattr(self, name) for name in TRAINING_FIELDS}
         values["max_epochs"] = min(self.max_epochs, get_profile(self.profile).max_epochs)
-        return TrainConfig(**values)
+        return TrainConfig(**values, seed=self.seed)
+
+
+#: a neural sequence model's config: the experiment's fields and :data:`TRAINING_FIELDS`, taken
+#: from :class:`TrainConfig` with their defaults (``lr``, ``batch_size``, ``max_epochs``, ...)
+NeuralConfig = make_dataclass(
+    "NeuralConfig", [(f.name, f.type, field(default=f.default)) for f in fields(TrainConfig)
+                     if f.name in TRAINING_FIELDS],
+    bases=(_Neural,), frozen=True,
+    namespace={"__module__": __name__,
+               "__doc__": "Training choices shared by the neural sequence models: the fields of "
+                          ":class:`TrainConfig` (but ``grad_clip``) with its defaults."})
 
 
 @dataclass(frozen=True)
