@@ -15,7 +15,7 @@ from recnotes.data import load_movielens
 from recnotes.models.llm import (Completion, HFBackend, LLMBackend, LLMBackendError,
                                  LLMRanker, build_messages, item_titles, parse_ranking,
                                  popularity_bias, position_bias, position_summary, watched_first)
-from recnotes.models.llm.likelihood import score_naive, score_packed, score_shared_prefix
+from recnotes.models.llm.likelihood import decoder_and_head, head_logprobs, score_naive, score_packed, score_shared_prefix
 from recnotes.models.llm.prompts import CHAT_TEMPLATES, build_prompt, completion_prompt, continuation_text
 
 torch.set_num_threads(1)
@@ -139,6 +139,56 @@ def test_packed_batch_of_users_equals_the_naive_scorer(backend, titles):
         score_packed(backend.model, [([], [[1]])], torch.device("cpu"))
     with pytest.raises(ValueError, match="scorer"):
         backend.score_batch(prompts, conts, "fast")
+
+
+def _float64_logprobs(weight, bias, states, targets):
+    logits = states.double() @ weight.double().T + (0 if bias is None else bias.double())
+    return torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_blockwise_head_logprobs_and_gradient_against_float64(dtype, with_bias):
+    """The output layer over blocks of the vocabulary (a last block shorter than the others, a
+    bias or none) gives each row's log-probability of its target as a float64 log-softmax does,
+    and a gradient to the states as close to float64's as the plain path's."""
+    gen = torch.Generator().manual_seed(3)
+    head = torch.nn.Linear(48, 1000, bias=with_bias).to(dtype).requires_grad_(False)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(1000, 48, generator=gen))
+    states = torch.randn(37, 48, generator=gen).to(dtype)
+    targets = torch.randint(0, 1000, (37,), generator=gen)
+    exact = _float64_logprobs(head.weight, head.bias, states, targets)
+    with torch.no_grad():
+        got = head_logprobs(head, states, targets, columns=96)
+        plain = head_logprobs(head, states, targets, columns=0)
+    assert got.dtype == torch.float32
+    if dtype == torch.float32:
+        assert torch.allclose(got.double(), exact, atol=1e-4, rtol=0)
+    else:  # bf16 logits carry ~3 significant digits: as far from float64 as the plain path's
+        assert (got.double() - exact).abs().max() <= 1.5 * (plain.double() - exact).abs().max() + 1e-5
+    weight = torch.rand(37, generator=gen, dtype=torch.float64)
+    grads = {}
+    for columns in (96, 0):  # blocks, then the plain path
+        x = states.clone().requires_grad_(True)
+        (head_logprobs(head, x, targets, columns=columns).double() * weight).sum().backward()
+        grads[columns] = x.grad.double()
+    x = states.double().requires_grad_(True)
+    (_float64_logprobs(head.weight, head.bias, x, targets) * weight).sum().backward()
+    err = {c: float((g - x.grad).norm() / x.grad.norm()) for c, g in grads.items()}
+    assert err[96] <= max(2 * err[0], 1e-5), err
+
+
+def test_blockwise_head_logprobs_on_the_pinned_model(backend):
+    """On the pinned model's states and its 49,152-word output layer, the blocked path equals
+    log_softmax(head(states)) to float32 rounding."""
+    decoder, head = decoder_and_head(backend.model)
+    ids = backend.tokenizer("Toy Story (1995)\nHeat (1995)\nCasino (1995)\n", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        states = decoder(input_ids=ids).last_hidden_state[0]
+        targets = torch.roll(ids[0], -1)
+        plain = torch.log_softmax(head(states).float(), dim=-1).gather(1, targets[:, None])[:, 0]
+        assert torch.allclose(head_logprobs(head, states, targets), plain, atol=2e-5, rtol=0)
 
 
 def test_shared_prefix_counts_prompt_once(backend):

@@ -29,6 +29,7 @@ the other; ``--threads`` sets PyTorch's threads (default 1, as the book).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -105,6 +106,17 @@ def matmul_rate(dtype: torch.dtype, device: torch.device, size: int = 2048, repe
     return 2 * size ** 3 / best
 
 
+@contextlib.contextmanager
+def _plain_head():
+    from ..models.llm import likelihood
+
+    before, likelihood.HEAD_COLUMNS = likelihood.HEAD_COLUMNS, 0
+    try:
+        yield
+    finally:
+        likelihood.HEAD_COLUMNS = before
+
+
 def training_rate(backend: HFBackend, split, titles, targets: int = 400, steps_counted: int = 2) -> dict:
     """Chapter 6's LoRA fine-tuning (its default settings) on ``targets`` targets: targets per
     second, and the FLOPs of its training steps as PyTorch's FLOP counter counts them (matrix
@@ -124,7 +136,9 @@ def training_rate(backend: HFBackend, split, titles, targets: int = 400, steps_c
     windows = take_windows([w for _, w in _user_windows(split, settings.window, settings.seed)], targets)
     counter = FlopCounterMode(display=False)
     counted_targets = 0
-    with counter:
+    # the model's arithmetic, as the plain output layer does it: the blocked output layer's
+    # second pass over the vocabulary in the backward pass (likelihood.head_logprobs) is not counted
+    with counter, _plain_head():
         for i in range(min(steps_counted, -(-len(windows) // settings.batch_size))):
             chunk = windows[i * settings.batch_size:(i + 1) * settings.batch_size]
             loss = ranker._loss([ranker._tokens(w) for w in chunk])

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from ...progress import progress_bar
 from ...safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_checkpoint
 from .backends import HFBackend
-from .likelihood import decoder_and_head, mask_to, packed_mask
+from .likelihood import decoder_and_head, head_logprobs, mask_to, packed_mask
 from .prompts import LIST_HEADER, continuation_text
 from .ranker import LLMRanker
 
@@ -299,8 +299,8 @@ class FineTunedLLMRanker(LLMRanker):
                 pos += len(line)
         decoder, head = decoder_and_head(self.backend.model)
         hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
-        logits = head(hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)])
-        nll = F.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="none")
+        nll = -head_logprobs(head, hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)],
+                             torch.tensor(targets, device=device))
         return nll, owner
 
     def _loss(self, batch: list[tuple[list[int], list[list[int]]]],
@@ -391,8 +391,8 @@ class FineTunedLLMRanker(LLMRanker):
         where_c = [c for _, toks in lines_at for c, _ in toks]
         targets = [t for _, toks in lines_at for _, t in toks]
         owner = torch.tensor([i for i, (_, toks) in enumerate(lines_at) for _ in toks], device=device)
-        logits = head(hidden[torch.tensor(where_r, device=device), torch.tensor(where_c, device=device)])
-        nll = F.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="none")
+        nll = -head_logprobs(head, hidden[torch.tensor(where_r, device=device), torch.tensor(where_c, device=device)],
+                             torch.tensor(targets, device=device))
         sizes = torch.tensor([len(toks) for _, toks in lines_at], device=device, dtype=nll.dtype)
         score = -torch.zeros(len(lines_at), device=device, dtype=nll.dtype).index_add(0, owner, nll) / sizes
         is_true = torch.zeros(len(lines_at), dtype=torch.bool, device=device)

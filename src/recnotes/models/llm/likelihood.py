@@ -38,13 +38,15 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import math
 from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = ["score_shared_prefix", "score_naive", "score_packed", "pad_right", "decoder_and_head", "LowerLayers",
-           "mask_as", "mask_to", "sliding_window"]
+           "mask_as", "mask_to", "sliding_window", "head_logprobs"]
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +72,88 @@ def _forward(model: torch.nn.Module, cache=None, keep: int = 0, **inputs):
     new_cache = out.get("cache" if "cache" in params else "past_key_values")
     logits = out.logits[:, -keep:] if keep else out.logits
     return logits, new_cache
+
+
+#: the vocabulary is read by the output layer this many words at a time (:func:`head_logprobs`):
+#: a block of float32 logits stays in the core's cache
+HEAD_COLUMNS = 1024
+
+
+def _head_blocks(states, weight, bias, columns):
+    """Yield ``(j, logits of words j..j+columns)`` in float32."""
+    for j in range(0, len(weight), columns):
+        yield j, F.linear(states, weight[j:j + columns], None if bias is None else bias[j:j + columns]).float()
+
+
+def _picked_and_lse(states, weight, bias, targets, columns):
+    """Each row's target logit and log-sum-exp, computed over blocks of the vocabulary with a
+    running maximum (the log-sum-exp of the blocks' log-sum-exps)."""
+    n = len(states)
+    peak = torch.full((n,), -math.inf, device=states.device)
+    total = torch.zeros(n, device=states.device)
+    picked = torch.zeros(n, device=states.device)
+    for j, logits in _head_blocks(states, weight, bias, columns):
+        top = torch.maximum(peak, logits.amax(1))
+        total = total * torch.exp(peak - top) + torch.exp(logits - top[:, None]).sum(1)
+        peak = top
+        inside = (targets >= j) & (targets < j + len(logits[0]))
+        picked += torch.where(inside, logits.gather(1, (targets - j).clamp(0, len(logits[0]) - 1)[:, None])[:, 0], 0.0)
+    return picked, peak + torch.log(total)
+
+
+class _HeadLogprobs(torch.autograd.Function):
+    """:func:`head_logprobs` with its gradient to the states computed block by block too: each
+    block's logits are computed again in the backward pass instead of being kept."""
+
+    @staticmethod
+    def forward(ctx, states, weight, bias, targets, columns):
+        picked, lse = _picked_and_lse(states, weight, bias, targets, columns)
+        ctx.save_for_backward(states, weight, bias, targets, lse)
+        kind = states.device.type
+        ctx.columns = columns
+        ctx.amp = (kind, torch.get_autocast_dtype(kind), torch.is_autocast_enabled(kind))
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        states, weight, bias, targets, lse = ctx.saved_tensors
+        kind, amp_dtype, amp = ctx.amp
+        grad = torch.zeros(states.shape, dtype=torch.float32, device=states.device)
+        with torch.autocast(kind, dtype=amp_dtype, enabled=amp):  # the products as in forward
+            for j, logits in _head_blocks(states, weight, bias, ctx.columns):
+                # d log p(target) / d logits = onehot(target) - softmax, times the incoming gradient
+                g = torch.exp(logits - lse[:, None]).mul_(-grad_out[:, None])
+                inside = ((targets >= j) & (targets < j + len(g[0]))).nonzero()[:, 0]
+                g[inside, targets[inside] - j] += grad_out[inside]
+                w = weight[j:j + len(g[0])]
+                grad += torch.mm(g.to(w.dtype), w).float()  # autocast, when on, sets the product's dtype
+        return grad.to(states.dtype), None, None, None, None
+
+
+def head_logprobs(head: torch.nn.Module, states: torch.Tensor, targets: torch.Tensor,
+                  columns: int | None = None) -> torch.Tensor:
+    """``log softmax(head(states))[target]`` for each row of ``states [n, d]``, in float32.
+
+    On a CPU the output layer (a ``Linear`` over the vocabulary) runs :data:`HEAD_COLUMNS` words
+    at a time with a running log-sum-exp, so the logits of every row over the whole vocabulary
+    are never written: in bf16 about half the time of ``log_softmax(head(states).float())``
+    (``python -m recnotes.bench llm``), whose result it equals to float32 rounding.
+    Differentiable with respect to ``states``: the backward pass computes each block's logits
+    again, which pays in bf16 and not in float32, so a float32 head with a gradient to compute
+    takes the plain path, as do a GPU, a head that is not a plain ``Linear``, one whose weights
+    train, and ``columns`` (default :data:`HEAD_COLUMNS`) 0."""
+    if len(states) != len(targets):
+        raise ValueError(f"{len(states)} states but {len(targets)} targets")
+    columns = HEAD_COLUMNS if columns is None else columns
+    grad = torch.is_grad_enabled() and (states.requires_grad or any(p.requires_grad for p in head.parameters()))
+    if (columns <= 0 or type(head) is not torch.nn.Linear or states.device.type != "cpu"
+            or (grad and (head.weight.requires_grad or head.weight.dtype == torch.float32))):
+        logits = head(states)
+        return -F.cross_entropy(logits.float(), targets, reduction="none") if grad else _token_logprobs(logits, targets)
+    if grad:
+        return _HeadLogprobs.apply(states, head.weight, head.bias, targets, columns)
+    picked, lse = _picked_and_lse(states, head.weight, head.bias, targets, columns)
+    return picked - lse
 
 
 @functools.lru_cache(maxsize=None)
@@ -344,7 +428,7 @@ def score_packed(model: torch.nn.Module, batch: Sequence[tuple[Sequence[int], Se
     rest = torch.empty(0, dtype=torch.float64)
     if targets:
         selected = hidden[torch.tensor(where_row, device=device), torch.tensor(where_col, device=device)]
-        rest = _token_logprobs(head(selected), torch.tensor(targets, device=device)).double().cpu()
+        rest = head_logprobs(head, selected, torch.tensor(targets, device=device)).double().cpu()
     out, cursor = [], 0
     for r, ((prefix, conts), (_, _, _, spans)) in enumerate(zip(batch, rows)):
         firsts = first_lp[r, torch.tensor([c[0] for c in conts], device=device)].double().cpu()
