@@ -57,8 +57,8 @@ def test_pairs_sentences_say_each_tests_outcome_once():
     flipped = [{"a": "Random", "b": "Text", "mean_diff": -0.2, "p_holm": 0.001},
                {"a": "Genres", "b": "Text", "mean_diff": 0.0, "p_holm": 0.9},
                {"a": "Genres", "b": "Random", "mean_diff": 0.01, "p_holm": 0.3}]
-    assert pairs_sentences(flipped) == ("Text is significantly better than Random. No significant difference "
-                                        "between Genres and Text; nor between Genres and Random.")
+    assert pairs_sentences(flipped) == ("Text is significantly better than Random. The data cannot tell apart "
+                                        "Genres and Text, nor Genres and Random.")
 
 
 def test_placed_says_where_a_model_stands_as_its_test_supports():

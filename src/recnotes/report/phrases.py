@@ -61,7 +61,8 @@ def pairs_sentences(tests, key: str = "p_holm", alpha: float = 0.05) -> str:
     """Pairwise tests (each ``a`` minus ``b``, with ``mean_diff`` and ``key``) as prose: one
     sentence per model that others beat significantly ("TextEmbedding and GenreYearPopularity
     are significantly better than Random."), then one for the pairs the data cannot tell
-    apart ("TextEmbedding and GenreYearPopularity are not significantly different.")."""
+    apart ("TextEmbedding and GenreYearPopularity are not significantly different."; with more
+    pairs, "The data cannot tell apart A and B, nor C and D.")."""
     beaten: dict[str, list[str]] = {}
     ties: list[str] = []
     for t in tests:
@@ -75,5 +76,5 @@ def pairs_sentences(tests, key: str = "p_holm", alpha: float = 0.05) -> str:
     if len(ties) == 1:
         sentences.append(f"{ties[0]} are not significantly different.")
     elif ties:
-        sentences.append(f"No significant difference between {'; nor between '.join(ties)}.")
+        sentences.append(f"The data cannot tell apart {', nor '.join(ties[:-1])}, nor {ties[-1]}.")
     return " ".join(sentences)

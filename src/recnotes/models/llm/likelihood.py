@@ -17,8 +17,9 @@ that restart after the prompt for every candidate.  Every token is computed
 once: no cache is copied per candidate, no candidate is padded to the longest
 one, a candidate's last token is not fed (its state would predict nothing that
 is scored), and the output layer runs only where a log-probability is read
-(the prompt's last token once, and each candidate's fed tokens).  Several
-users' rows form one batch, right-padded.
+(the prompt's last token once, and each candidate's fed tokens), on a CPU over blocks
+of the vocabulary (:func:`head_logprobs`).  Several users' rows form one batch,
+right-padded.
 
 :func:`score_naive` is the slow reference: one full ``prompt + continuation``
 sequence per candidate, no cache.  All return the summed log-probability of
