@@ -146,9 +146,10 @@ def head_logprobs(head: torch.nn.Module, states: torch.Tensor, targets: torch.Te
     if len(states) != len(targets):
         raise ValueError(f"{len(states)} states but {len(targets)} targets")
     columns = HEAD_COLUMNS if columns is None else columns
-    grad = torch.is_grad_enabled() and (states.requires_grad or any(p.requires_grad for p in head.parameters()))
+    trains = any(p.requires_grad for p in head.parameters())
+    grad = torch.is_grad_enabled() and (states.requires_grad or trains)
     if (columns <= 0 or type(head) is not torch.nn.Linear or states.device.type != "cpu"
-            or (grad and (head.weight.requires_grad or head.weight.dtype == torch.float32))):
+            or (grad and (trains or head.weight.dtype == torch.float32))):
         logits = head(states)
         return -F.cross_entropy(logits.float(), targets, reduction="none") if grad else _token_logprobs(logits, targets)
     if grad:
