@@ -5,8 +5,8 @@ A config holds every choice of an experiment (hyper-parameters, ``seed``,
 builds the data and the model, trains it, and stores a trained neural model
 under ``cache_dir()/experiments/<key>/`` (weights as safetensors, config and
 training history as JSON), keyed by the config, a fingerprint of the data and
-a fingerprint of the source of the code that trains it, so a chapter that asks for the same model loads it
-instead of training it again.  Classic models fit in seconds and are refitted.
+one of the source of the code that trains it, so a chapter that asks for the
+same model loads it instead of training it again.  Classic models fit in seconds and are refitted.
 
 Entries are written atomically (a temporary file, then a rename; ``run.json``
 last, with the SHA-256 of the weights) and verified when loaded: an entry that
