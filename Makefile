@@ -84,7 +84,7 @@ unit-run:
 # notebook tests and then the quick unit tests, so that the two end at about the same time.
 # Each pytest session has a temporary folder of its own.
 UNIT_SLOW := tests/test_rerun.py tests/test_gpu_check.py tests/test_served.py tests/test_finetune.py \
-             tests/test_itemhead.py tests/test_llm.py
+             tests/test_itemhead.py tests/test_llm.py tests/test_longrun.py
 
 unit-slow-run:
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
