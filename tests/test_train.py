@@ -220,14 +220,11 @@ def test_every_training_setting_of_a_neural_config_reaches_the_trainer():
 
     trainer = {f.name: f.default for f in fields(TrainConfig)}
     assert set(TRAINING_FIELDS) == set(trainer) - {"grad_clip", "seed"}
+    assert all(getattr(NeuralConfig(), name) == trainer[name] for name in TRAINING_FIELDS)
     neural = [cls for cls in CONFIGS.values() if issubclass(cls, NeuralConfig)]
     assert neural
     for cls in neural:
         plain = cls(profile="full")
-        for name in TRAINING_FIELDS:
-            if name != "max_epochs":  # a config may tune its own; the profile caps it
-                assert getattr(NeuralConfig(), name) == trainer[name]
-            value = 7 if trainer[name] is None else type(trainer[name])(trainer[name] * 0 + 3)
-            got = replace(plain, **{name: value}).train_config()
-            assert getattr(got, name) == value, (cls.__name__, name)
+        for name in TRAINING_FIELDS:  # 3 is under the full profile's cap on epochs
+            assert getattr(replace(plain, **{name: 3}).train_config(), name) == 3, (cls.__name__, name)
         assert replace(plain, seed=5).train_config().seed == 5
