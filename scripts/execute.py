@@ -89,9 +89,8 @@ def llm_needs(task: str, profile: str, seed: int) -> list[str]:
 #: as soon as it can; the LSTM's seeds (for 5, 7 and 9) and the other chapters run beside it.
 PRIORITY = ["llm:lora", "train:GPTRec", "llm:list", "llm:zero-shot-completion", "llm:zero-shot-chat",
             "llm:size-gemma3-270m", "llm:rerank-gptrec", "llm:rerank-gptrec-valid", "llm:zero-shot-list-10",
-            "llm:prior-lora", "llm:prior-zero-shot-list", "llm:prior-lora-whole",
-            "train:GPTRec-text", "train:GPTRec-llm", "06_llm", "train:LSTM", "09_evaluation", "10_outlook",
-            "03_algorithms"]
+            "llm:priors", "train:GPTRec-text", "train:GPTRec-llm", "06_llm", "train:LSTM", "09_evaluation",
+            "10_outlook", "03_algorithms"]
 
 
 def repository() -> tuple[str, str]:

@@ -119,6 +119,8 @@ TASKS_QUOTED = ("zero-shot-list", *CURVE)
 #: below the LoRA blocks, so the bottom blocks run once per user for all of them
 GROUPS: dict[str, tuple[str, ...]] = {
     "list": ("zero-shot-list", *CURVE, "lora-whole"),
+    # the prior-alone controls: one prompt (the header alone) for every user, the same three models
+    "priors": ("prior-zero-shot-list", "prior-lora", "prior-lora-whole"),
 }
 
 
@@ -157,10 +159,11 @@ def compute_group(name: str, dataset: str = "ml-100k", seed: int = 0, profile: s
         shared = n_layers - max([c.lora.layers for c in configs.values() if c.lora is not None]
                                 + [_adapted_blocks(c.adapters) for c in configs.values() if c.adapters], default=0)
         lower = LowerLayers(shared) if 0 < shared < n_layers else None  # adapters on every block: nothing to share
-    # the cost alone is quoted for the group's first run (the zero-shot model) and its last (the
-    # whole fine-tuning's adapters), each timed alone on the same users; in a small profile the
-    # curve's sizes may all be capped to the last, and their configs be equal to it
-    quoted = (configs[GROUPS[name][0]], configs[[n for n in GROUPS[name] if n in TASKS_QUOTED][-1]])
+    # the cost alone is quoted for the first and the last of the group's runs in TASKS_QUOTED (the
+    # zero-shot model and the book's fine-tuning), each timed alone on the same users; in a small
+    # profile the curve's sizes may all be capped to the last, and their configs be equal to it
+    named = [n for n in GROUPS[name] if n in TASKS_QUOTED and n in configs]
+    quoted = [configs[n] for n in named[:1] + named[-1:]]
     return {n: llm_scores(c, split, progress=progress, lower=lower, time_alone=c in quoted)
             for n, c in configs.items()}
 
