@@ -32,7 +32,6 @@ import contextlib
 import copy
 import json
 import os
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,12 +41,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...progress import progress_bar
-from ...safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_checkpoint
 from .backends import HFBackend
 from .likelihood import decoder_and_head, head_logprobs, mask_to, packed_mask
 from .prompts import LIST_HEADER, continuation_text
 from .ranker import LLMRanker
+from .steps import run_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...data.splits import Split
@@ -426,7 +424,8 @@ class FineTunedLLMRanker(LLMRanker):
     def fit(self, split: "Split", checkpoint_dir: str | Path | None = None,
             progress: bool = True) -> "FineTunedLLMRanker":
         """Train the adapters on the first ``settings.n_targets`` targets of the shuffled windows
-        of ``split``'s training sequences (:func:`training_windows`).
+        of ``split``'s training sequences (:func:`training_windows`), ``batch_size`` windows a
+        step, in :func:`~recnotes.models.llm.steps.run_steps`' loop.
 
         With ``checkpoint_dir``, the state is saved there every ``checkpoint_every`` steps (and an
         interrupted run resumes from it), and the adapters after each number of targets in
@@ -436,90 +435,42 @@ class FineTunedLLMRanker(LLMRanker):
         owned = _user_windows(split, s.window, s.seed)
         windows = take_windows([w for _, w in owned], s.n_targets)
         users = [u for u, _ in owned[:len(windows)]]
-        total = sum(len(w) for w in windows)
         model = self.backend.model
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
         # float16 weights (CUDA cards without native bf16) train with a scaled loss
         half = model.get_input_embeddings().weight.dtype == torch.float16
         self._scaler = torch.amp.GradScaler(self.backend.device.type, enabled=half)
-        steps = -(-len(windows) // s.batch_size)
-        seen_after = np.cumsum([sum(len(w) for w in windows[i:i + s.batch_size])
-                                for i in range(0, len(windows), s.batch_size)])
+        batches = [slice(i, i + s.batch_size) for i in range(0, len(windows), s.batch_size)]
 
-        def lr_at(step: int) -> float:  # linear warm-up, then linear decay to zero
-            if step < s.warmup_steps:
-                return s.lr * (step + 1) / s.warmup_steps
-            return s.lr * max(0.0, (steps - step) / max(1, steps - s.warmup_steps))
-
-        folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-        start_step, self.history, self.train_seconds = 0, [], 0.0
-        resumed = self._resume(folder, opt) if folder is not None else None
-        if resumed is not None:
-            start_step, self.history, self.train_seconds = resumed
-        torch.manual_seed(s.seed + 1 + start_step)  # adapter dropout, if any
-        bar = progress_bar(total=total, initial=int(seen_after[start_step - 1]) if start_step else 0,
-                           desc="LoRA fine-tuning (targets)", leave=False, disable=not progress)
-        model.train()
-        for step in range(start_step, steps):
-            t0 = time.perf_counter()
-            chunk = windows[step * s.batch_size:(step + 1) * s.batch_size]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step)
+        def step_loss(step: int) -> torch.Tensor:
             negatives = None
             if s.objective != "lm":  # a draw per step, so a resumed run draws the same ones
                 rng = np.random.default_rng([s.seed, 13, step])
                 negatives = [self._negatives(split, u, w, rng)
-                             for u, w in zip(users[step * s.batch_size:(step + 1) * s.batch_size], chunk)]
-            opt.zero_grad(set_to_none=True)
-            loss = self._step_loss([self._tokens(w) for w in chunk], negatives)
-            self._scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            self._scaler.step(opt)
-            self._scaler.update()
-            seen = int(seen_after[step])
-            before = int(seen_after[step - 1]) if step else 0
-            self.train_seconds += time.perf_counter() - t0
-            self.history.append({"step": step + 1, "targets": seen, "windows": min(len(windows), (step + 1) * s.batch_size),
-                                 "loss": float(loss.detach()), "seconds": self.train_seconds})
-            bar.update(seen - before)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if folder is not None:
-                crossed = [k for k in s.keep if before < k <= seen or (step + 1 == steps and k > seen)]
-                for k in crossed:
-                    self.save_adapters(folder / f"adapters-{k}")
-                if crossed or (step + 1) % s.checkpoint_every == 0 or step + 1 == steps:
-                    self._checkpoint(folder, opt, step + 1)
-        bar.close()
+                             for u, w in zip(users[batches[step]], windows[batches[step]])]
+            return self._step_loss([self._tokens(w) for w in windows[batches[step]]], negatives)
+
+        model.train()
+        run_steps(self, opt, params, [sum(len(w) for w in windows[b]) for b in batches], step_loss,
+                  warmup=s.warmup_steps, signature=self._signature(), folder=checkpoint_dir, keep=s.keep,
+                  keep_beyond=True, checkpoint_every=s.checkpoint_every, scaler=self._scaler, reseed=s.seed + 1,
+                  desc="LoRA fine-tuning (targets)", progress=progress)
         model.eval()
-        self.targets_seen = total
         return self
 
     # ---------------------------------------------------------- checkpoints
     def _signature(self) -> dict:
         return {"settings": json.loads(json.dumps(asdict(self.settings))), "model": self.backend.name}
 
-    def _checkpoint(self, folder: Path, opt: torch.optim.Optimizer, step: int) -> None:
-        tensors = {f"adapter.{k}": v for k, v in self.adapter_state().items()}
-        opt_tensors, opt_meta = optimizer_tensors(opt)
-        tensors.update(opt_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        save_checkpoint(folder, tensors, {"signature": self._signature(), "step": step, "history": self.history,
-                                          "train_seconds": self.train_seconds, "optimizer": opt_meta})
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return self.adapter_state()
 
-    def _resume(self, folder: Path, opt: torch.optim.Optimizer) -> tuple[int, list, float] | None:
-        """Restore adapters, optimizer and history from ``folder``'s checkpoint, if it is this run's."""
+    def load_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:
         from peft import set_peft_model_state_dict
 
-        resumed = read_checkpoint(folder, self._signature())
-        if resumed is None:
-            return None
-        tensors, meta = resumed
         with _quiet_peft():
-            set_peft_model_state_dict(self.backend.model,
-                                      {k[8:]: v for k, v in tensors.items() if k.startswith("adapter.")})
-        load_optimizer(opt, tensors, meta["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
-        return meta["step"], meta["history"], meta["train_seconds"]
+            set_peft_model_state_dict(self.backend.model, tensors)
+
+    def keep_model(self, folder: Path, targets: int) -> None:
+        self.save_adapters(folder / f"adapters-{targets}")

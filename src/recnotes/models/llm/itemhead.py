@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -33,8 +32,6 @@ import torch
 import torch.nn.functional as F
 
 from ...device import training_dtype
-from ...progress import progress_bar
-from ...safeio import load_optimizer, optimizer_tensors, read_checkpoint, save_checkpoint
 from ..base import Recommender, check_histories
 from ..kernels import linear_cross_entropy
 from .backends import HFBackend
@@ -42,6 +39,7 @@ from .finetune import TARGET_MODULES, _quiet_peft, save_peft
 from .items import llm_item_vectors
 from .likelihood import decoder_and_head, pad_right
 from .prompts import LIST_HEADER, continuation_text
+from .steps import run_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...data.splits import Split
@@ -230,89 +228,52 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
             checkpoint_dir: str | Path | None = None, keep: Sequence[int] = (),
             checkpoint_every: int = 50) -> "ItemHeadLLM":
         """Train on the training windows (:func:`item_windows`) for ``settings.passes`` passes (or
-        ``settings.targets`` targets): AdamW, linear warm-up then linear decay to zero, gradients
-        clipped at 1.
+        ``settings.targets`` targets) in :func:`~recnotes.models.llm.steps.run_steps`' loop:
+        AdamW, linear warm-up then linear decay to zero, gradients clipped at 1.
 
         With ``checkpoint_dir`` the state (adapters, head, optimizer) is saved there every
         ``checkpoint_every`` steps and an interrupted run resumes from it; the model after each
         number of targets in ``keep`` (and at the end) is saved as ``keep-<targets>/``
         (:meth:`save`)."""
-
         if split.n_items != self.n_items:
             raise ValueError(f"the split has {split.n_items} films, the item head {self.n_items}")
         s = self.settings
         schedule = self._schedule(split)
-        steps = len(schedule)
         adapters = [p for p in self.body.parameters() if p.requires_grad]
         head = [self.items, self.bias] + ([self.center] if s.center else [])
         opt = torch.optim.AdamW([{"params": adapters, "lr": s.lr}, {"params": head, "lr": s.head_lr}],
                                 weight_decay=0.0)
-        base = [s.lr, s.head_lr]
-        folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        first = 0
-        if folder is not None:
-            resumed = read_checkpoint(folder, self._signature())
-            if resumed is not None:
-                tensors, meta = resumed
-                self._load_state({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-                load_optimizer(opt, {k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
-                first, self.history = meta["step"], meta["history"]
-                self.train_seconds, self.targets_seen = meta["train_seconds"], meta["targets_seen"]
-        total = sum(sum(len(w) - 1 for w in chunk) for chunk in schedule)
-        bar = progress_bar(total=total, initial=self.targets_seen, desc="item-head LLM (targets)", leave=False,
-                           disable=not progress)
-        self.body.train()
-        start = time.perf_counter() - self.train_seconds
-        for step in range(first, steps):
-            chunk = schedule[step]
-            factor = (step + 1) / s.warmup_steps if step < s.warmup_steps else \
-                max(0.0, (steps - step) / max(1, steps - s.warmup_steps))
-            for group, lr in zip(opt.param_groups, base):
-                group["lr"] = lr * factor
-            loss = self.loss(chunk)
-            opt.zero_grad(set_to_none=True)
+
+        def step_loss(step: int) -> torch.Tensor:
+            loss = self.loss(schedule[step])
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(adapters + head, 1.0)
-            opt.step()
-            before = self.targets_seen
-            self.targets_seen += sum(len(w) - 1 for w in chunk)
-            self.train_seconds = time.perf_counter() - start
-            self.history.append({"step": step + 1, "targets": self.targets_seen, "loss": float(loss.detach()),
-                                 "seconds": self.train_seconds})
-            bar.update(self.targets_seen - before)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            last = step + 1 == steps
-            if folder is not None:
-                crossed = [k for k in keep if before < k <= self.targets_seen]
-                for k in crossed + ([self.targets_seen] if last and self.targets_seen not in crossed else []):
-                    self.body.eval()
-                    self.save(folder / f"keep-{k}")
-                    self.body.train()
-                if crossed or last or (step + 1) % checkpoint_every == 0:
-                    state, opt_meta = optimizer_tensors(opt)
-                    tensors = {f"model.{k}": v for k, v in self._state().items()} | state
-                    save_checkpoint(folder, tensors, {"signature": self._signature(), "step": step + 1, "history": self.history,
-                                            "train_seconds": self.train_seconds, "targets_seen": self.targets_seen,
-                                            "optimizer": opt_meta})
-            if max_seconds is not None and self.train_seconds > max_seconds:
-                self.history[-1]["stopped"] = "time"
-                break
-        bar.close()
+            return loss.detach()
+
+        self.body.train()
+        run_steps(self, opt, adapters + head, [sum(len(w) - 1 for w in chunk) for chunk in schedule], step_loss,
+                  warmup=s.warmup_steps, signature=self._signature(), folder=checkpoint_dir, keep=keep,
+                  checkpoint_every=checkpoint_every, desc="item-head LLM (targets)", progress=progress,
+                  max_seconds=max_seconds)
         self.body.eval()
         return self
+
+    def keep_model(self, folder: Path, targets: int) -> None:
+        self.body.eval()
+        self.save(folder / f"keep-{targets}")
+        self.body.train()
 
     def kept(self, folder: str | Path) -> dict[int, Path]:
         """``{targets: folder}`` of the models a :meth:`fit` with ``checkpoint_dir=folder`` kept."""
         return dict(sorted((int(p.name.split("-", 1)[1]), p) for p in Path(folder).glob("keep-*")
                            if (p / "item_head.json").is_file()))
 
-    def _state(self) -> dict[str, torch.Tensor]:
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
         from peft import get_peft_model_state_dict
 
         return {f"adapter.{k}": v for k, v in get_peft_model_state_dict(self.body).items()} | \
             {"items": self.items.detach(), "bias": self.bias.detach(), "center": self.center.detach()}
 
-    def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+    def load_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:
         from peft import set_peft_model_state_dict
 
         with _quiet_peft():
@@ -349,7 +310,7 @@ class ItemHeadLLM(Recommender, torch.nn.Module):
             raise ValueError(f"{folder} holds a model with other settings: {meta['settings']}")
         head = {k: v.float() for k, v in load_file(str(folder / "item_head.safetensors")).items()}
         adapters = {f"adapter.{k}": v for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
-        self._load_state(adapters | head)
+        self.load_checkpoint_state(adapters | head)
         self.targets_seen = meta["targets_seen"]
         self.train_seconds = meta.get("train_seconds", 0.0)
         self.body.eval()
