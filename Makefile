@@ -80,11 +80,11 @@ unit-run:
 	$(ONE_THREAD) $(BIN)/python -m pytest -q tests
 
 # make test's two lanes: one runs the slowest unit test files (a minute or more each on a 2-core
-# CPU: chapters run again on another dataset, the LLM's fine-tuning and scoring), the other the
-# notebook tests and then the quick unit tests, so that the two end at about the same time.
-# Each pytest session has a temporary folder of its own.
+# CPU: chapters run again with another LLM and dataset and as on Colab, the LLM's fine-tuning and
+# scoring), the other the notebook tests and then the quick unit tests, so that the two end at
+# about the same time. Each pytest session has a temporary folder of its own.
 UNIT_SLOW := tests/test_rerun.py tests/test_gpu_check.py tests/test_served.py tests/test_finetune.py \
-             tests/test_itemhead.py tests/test_llm.py tests/test_longrun.py
+             tests/test_itemhead.py tests/test_llm.py tests/test_longrun.py tests/test_colab.py
 
 unit-slow-run:
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \

@@ -1,6 +1,6 @@
-"""A practitioner's reruns, offline: chapter 6 with another LLM and another sentence encoder
-(local Hugging Face folders), and chapters 6 and 9 on another dataset (a folder in GroupLens'
-ML-1M format), each in the smoke profile, as papermill runs the book.
+"""A practitioner's rerun, offline: chapters 6 and 9 with another LLM and another sentence
+encoder (local Hugging Face folders) on another dataset (a folder in GroupLens' ML-1M format),
+all three changed at once, in the smoke profile, as papermill runs the book.
 
 * The LLM folder is written with ``save_pretrained`` from the pinned model's dequantized
   weights, cut to its bottom 12 blocks: a real model of the same family that differs from the
@@ -86,22 +86,6 @@ def folders(tmp_path_factory):
     return llm, encoder
 
 
-def test_chapter_6_follows_another_llm_and_encoder(folders, tmp_path):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    llm, encoder = folders
-    glued = run_chapter("06_llm", tmp_path, tmp_path / "results", llm_model=llm, encoder_model=encoder)
-    net = AutoModelForCausalLM.from_pretrained(llm, dtype=torch.float32, local_files_only=True)
-    assert llm.name in glued["llm_origin"] and "GGUF" not in glued["llm_origin"]
-    assert int(glued["llm_blocks"]) == net.config.num_hidden_layers == 12
-    assert float(glued["llm_params_m"]) == pytest.approx(sum(p.numel() for p in net.parameters()) / 1e6, rel=1e-6)
-    assert glued["encoder_name"].strip("'\"") == encoder.name
-    assert int(glued["encoder_dims"]) == 384
-    record = json.loads((tmp_path / "results" / "06_llm.json").read_text())
-    assert record["profile"] == "smoke"
-
-
 def write_ml1m(folder: Path, users: int = 400) -> tuple[int, int]:
     """ML-100K's first ``users`` users in GroupLens' ML-1M format; returns (users, films) kept."""
     import numpy as np
@@ -127,9 +111,16 @@ def write_ml1m(folder: Path, users: int = 400) -> tuple[int, int]:
     return len(np.unique(user[keep])), len(films)
 
 
-def test_chapters_6_and_9_run_on_a_dataset_in_the_ml1m_format(tmp_path):
+def test_chapters_6_and_9_follow_another_llm_encoder_and_dataset(folders, tmp_path):
+    """One rerun with every parameter a practitioner changes at once: chapter 6 and then 9 (which
+    reads 6's results) with another LLM, another sentence encoder and a dataset in the ML-1M format."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from recnotes.assets import cache_dir
     from recnotes.data import load_movielens
 
+    llm, encoder = folders
     folder = tmp_path / "ml-1m-format-sample"
     n_users, n_films = write_ml1m(folder)
     data = load_movielens("ml-1m", path=folder)
@@ -137,17 +128,23 @@ def test_chapters_6_and_9_run_on_a_dataset_in_the_ml1m_format(tmp_path):
     results = tmp_path / "results"
     # a cache of its own for the trained models (the assets linked from the usual one), so that
     # every model the two chapters train is seen below
-    from recnotes.assets import cache_dir
-
     cache = tmp_path / "cache"
     cache.mkdir()
     for entry in cache_dir().iterdir():
         if entry.name != "experiments":
             (cache / entry.name).symlink_to(entry.resolve())
     env = {"RECNOTES_CACHE": str(cache)}
-    glued = run_chapter("06_llm", tmp_path, results, env=env, dataset=folder)
+    params = dict(dataset=folder, llm_model=llm, encoder_model=encoder)
+    glued = run_chapter("06_llm", tmp_path, results, env=env, **params)
+    # the facts the chapter glues are the other model's, the other encoder's and the folder's
+    net = AutoModelForCausalLM.from_pretrained(llm, dtype=torch.float32, local_files_only=True)
+    assert llm.name in glued["llm_origin"] and "GGUF" not in glued["llm_origin"]
+    assert int(glued["llm_blocks"]) == net.config.num_hidden_layers == 12
+    assert float(glued["llm_params_m"]) == pytest.approx(sum(p.numel() for p in net.parameters()) / 1e6, rel=1e-6)
+    assert glued["encoder_name"].strip("'\"") == encoder.name
+    assert int(glued["encoder_dims"]) == 384
     assert int(glued["n_items"].replace(",", "")) == n_films
-    run_chapter("09_evaluation", tmp_path, results, env=env, dataset=folder)
+    run_chapter("09_evaluation", tmp_path, results, env=env, **params)
     for chapter in ("06_llm", "09_evaluation"):
         record = json.loads((results / f"{chapter}.json").read_text())
         assert record["dataset"] == str(folder) and record["profile"] == "smoke"
