@@ -6,13 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recnotes.report.compare import accuracy_table, fmt, fmt_ci, fmt_p, holm, paired_table, verdict
+from recnotes.report.compare import accuracy_table, fmt, fmt_ci, fmt_p, fmt_si, holm, paired_table, verdict
 
 
 @pytest.mark.parametrize("x,text", [(0.103373, "0.103"), (96.020121, "96.0"), (53923.081, "53,923"),
                                     (0.0001234, "0.000123"), (1.0, "1.00"), (0, "0"), (-0.0456, "-0.0456")])
 def test_three_significant_digits(x, text):
     assert fmt(x) == text
+
+
+@pytest.mark.parametrize("x,text", [(176_963_909_075, "177 G"), (50_828_221_824, "50.8 G"), (10_045_824, "10.0 M"),
+                                    (2_460, "2.46 k"), (337, "337"), (0.5, "0.500"), (0, "0"), (2.5e15, "2,500 T")])
+def test_counts_with_a_prefix_keep_three_significant_digits(x, text):
+    assert fmt_si(x) == text
 
 
 def test_p_values_at_the_permutation_floor():

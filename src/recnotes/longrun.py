@@ -375,9 +375,9 @@ def size_comparison(record: dict, smol: dict | None = None, check: dict | None =
                                           for when, t in prior_add.items()),
         "gemma_top_pop": f"{100 * tops['0']:.0f}% of the users zero-shot and "
                          f"{100 * tops[str(record['targets'])]:.0f}% fine-tuned",
-        "gemma_rederived": f"NDCG@10 {fmt(check['ndcg10_now'])} against the record's "
-                           f"{fmt(check['ndcg10_record'])}, {100 * check['same_rank_share']:.0f}% of the "
-                           f"{check['users']} users at the same rank" if check else
+        "gemma_rederived": f"on the first {check['users']} of those users, NDCG@10 {fmt(check['ndcg10_now'])} "
+                           f"against the record's {fmt(check['ndcg10_record'])} on the same users, "
+                           f"{100 * check['same_rank_share']:.0f}% of them at the same rank" if check else
                            "this check runs in the full profile on ML-100K (the record's users)",
     }
     answer = (f"A model twice as large (Gemma 3 270M), with the same recipe and budget, reaches {fmt(fine_ndcg)} "

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..evaluate.uncertainty import bootstrap_ci, paired_test
 
-__all__ = ["fmt", "fmt_p", "fmt_ci", "signed", "accuracy_frame", "show_accuracy", "accuracy_table", "paired_table", "paired_rows", "holm", "verdict", "tidy"]
+__all__ = ["fmt", "fmt_si", "fmt_p", "fmt_ci", "signed", "accuracy_frame", "show_accuracy", "accuracy_table", "paired_table", "paired_rows", "holm", "verdict", "tidy"]
 
 
 def fmt(x: float, digits: int = 3) -> str:
@@ -30,6 +30,15 @@ def fmt(x: float, digits: int = 3) -> str:
     magnitude = math.floor(math.log10(abs(x)))
     decimals = max(0, digits - 1 - magnitude)
     return f"{x:,.{decimals}f}" if magnitude >= digits - 1 else f"{x:.{decimals}f}"
+
+
+def fmt_si(x: float, digits: int = 3) -> str:
+    """A count over many orders of magnitude with an SI prefix and ``digits`` significant digits
+    (``2.46 k``, ``10.0 M``, ``177 G``): a column of FLOPs from thousands to hundreds of billions."""
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x == 0:
+        return fmt(x, digits)
+    step = min(max(math.floor(math.log10(abs(x)) / 3), 0), 4)
+    return fmt(x / 1000 ** step, digits) + ("" if step == 0 else " " + "kMGT"[step - 1])
 
 
 def signed(x: float, digits: int = 3) -> str:

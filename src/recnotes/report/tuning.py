@@ -201,9 +201,10 @@ class LoRASearch:
                             f"{self.LOSS[chosen['objective']]}, scored by the {best['reduce']} log-probability")
         ranges = {f: self.tried(f) for f in self.NAMES}
         at_edge = [self.NAMES[f] for f, t in ranges.items() if not (len(t) >= 3 and t[0] < chosen[f] < t[-1])]
-        out["lora_edge"] = ("each chosen value lies inside the range tried for it" if not at_edge else
+        out["lora_edge"] = ("each chosen value lies inside the range tried for it with the other settings "
+                            "as chosen" if not at_edge else
                             f"the chosen {' and '.join(at_edge)} {'lies' if len(at_edge) == 1 else 'lie'} "
-                            f"at the edge of the range tried")
+                            f"at the edge of the range tried with the other settings as chosen")
         out["lora_ranges"] = "; ".join(f"{self.NAMES[f]} {', '.join(f'{x:g}' for x in t)}" for f, t in ranges.items())
         out["lora_dtype"] = lora["dtype"]
         over = {k: v for k, v in entries.items() if not v["within_budget"]}
