@@ -222,4 +222,5 @@ def test_size_comparison_tests_the_rows_it_names_and_states_the_record():
     assert "not significantly different from the smaller model's" in answer
     check = {"ndcg10_now": 0.5, "ndcg10_record": 0.5, "same_rank_share": 0.9, "users": 100}
     assert longrun.size_comparison(record, check=check)[1]["gemma_rederived"] == \
-        "NDCG@10 0.500 against the record's 0.500, 90% of the 100 users at the same rank"
+        "on the first 100 of those users, NDCG@10 0.500 against the record's 0.500 on the same users, 90% of them " \
+        "at the same rank"
