@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recnotes.report.compare import accuracy_table, fmt, fmt_ci, fmt_p, fmt_si, holm, paired_table, verdict
+from recnotes.report.compare import accuracy_table, fmt, fmt_ci, fmt_count, fmt_p, fmt_si, holm, paired_table, verdict
 
 
 @pytest.mark.parametrize("x,text", [(0.103373, "0.103"), (96.020121, "96.0"), (53923.081, "53,923"),
@@ -123,3 +123,13 @@ def test_accuracy_numbers_are_the_means_and_their_bootstrap_bounds_and_the_table
     assert shown.loc["c", "NDCG@10 95% CI"] == fmt_ci(numbers.loc["c", "NDCG@10 low"], numbers.loc["c", "NDCG@10 high"])
     assert " to" in shown.loc["c", "NDCG@10 95% CI"]  # a negative interval, kept as numbers until shown
     assert shown.equals(accuracy_table(per_user, ("NDCG@10",), n_bootstrap=300, seed=2, sort="NDCG@10", users=True))
+
+
+@pytest.mark.parametrize("n, text", [(98_114, "98,114"), (211_008, "211 thousand"), (395_733, "396 thousand"),
+                                     (999_999, "1.00 million"), (1_133_907, "1.13 million"),
+                                     (134_515_008, "135 million"), (2_000_000_000, "2.00 billion")])
+def test_a_count_in_prose_is_exact_below_a_hundred_thousand_and_in_words_above(n, text):
+    assert fmt_count(n) == text
+    if " " in text:  # the words give the count back within their last digit
+        number, word = text.split()
+        assert abs(float(number) * {"thousand": 1e3, "million": 1e6, "billion": 1e9}[word] - n) / n < 5e-3

@@ -49,7 +49,10 @@ def test_the_search_chooses_its_best_validation_entry_and_the_long_run_trains_it
     means = {k: float(np.mean(e["per_user"])) for k, e in search["entries"].items()}
     assert all(abs(means[k] - e["ndcg10"]) < 1e-6 for k, e in search["entries"].items())
     best = max(means, key=means.get)
-    assert itemhead_run.chosen(search) == search["entries"][best]["setting"]
+    centre = next(k for k, e in search["entries"].items() if e["setting"] == search["centre"])
+    p = paired_test(pd.Series(search["entries"][best]["per_user"]), pd.Series(search["entries"][centre]["per_user"]))
+    expected = best if best == centre or p["p_value"] < itemhead_run.TIE_ALPHA else centre
+    assert itemhead_run.chosen(search) == search["entries"][expected]["setting"]
     assert all(len(e["per_user"]) == search["users"] for e in search["entries"].values())
     assert {k: record["settings"][k] for k in itemhead_run.CENTRE} == itemhead_run.chosen(search)
     assert search["targets"] < record["targets_per_pass"]  # a proxy length, shorter than the pass
@@ -67,10 +70,15 @@ def test_the_settings_defaults_are_the_searchs_choice(search):
 def test_the_committed_model_is_the_kept_one_best_on_validation(record):
     points = record["points"]
     assert [p["targets"] for p in points] == sorted(p["targets"] for p in points)
-    assert points[-1]["targets"] >= record["targets_per_pass"]  # the pass ends after its last target
+    # the run ends after its last target
+    assert points[-1]["targets"] >= record["settings"]["passes"] * record["targets_per_pass"] - 1
     means = [float(np.mean(p["valid"]["per_user"])) for p in points]
     assert max(points, key=lambda p: np.mean(p["valid"]["per_user"]))["targets"] == record["chosen_targets"]
     assert all(abs(m - p["valid"]["ndcg10"]) < 1e-6 for m, p in zip(means, points))
+    for other in record.get("other_runs", []):  # runs of other lengths, recorded and not chosen
+        assert other["passes"] != record["passes"] and other["settings"]["passes"] == other["passes"]
+        assert max(p["valid"]["ndcg10"] for p in other["points"]) <= max(means)
+        assert other["points"][-1]["targets"] >= other["passes"] * other["targets_per_pass"] - 1
     committed = json.loads((itemhead_run.model_dir() / "item_head.json").read_text())
     assert committed["targets_seen"] == record["chosen_targets"] and committed["settings"] == record["settings"]
 
@@ -126,10 +134,44 @@ def test_the_record_facts_state_the_records_own_numbers(search, record):
     facts = itemhead_run.record_facts(record, search, seed=0, n_bootstrap=200)
     chosen = next(p for p in record["points"] if p["targets"] == record["chosen_targets"])
     assert facts["head_chosen_valid"] == pytest.approx(np.mean(chosen["valid"]["per_user"]))
-    assert facts["head_chosen_share"] == pytest.approx(100 * record["chosen_targets"] / record["targets_per_pass"])
+    last = record["points"][-1]["targets"]
+    assert facts["head_chosen_share"] == pytest.approx(100 * record["chosen_targets"] / last)
+    assert facts["head_run_targets"] == last and facts["head_passes"] in ("once", "twice")
+    assert facts["head_command"].startswith("python -m recnotes.itemhead_run whole")
     assert facts["head_hours"] == pytest.approx(record["train_seconds"] / 3600)
     assert facts["head_proxy"] == search["targets"] and facts["head_pass"] == record["targets_per_pass"]
     assert facts["head_kept"].endswith(f" and {record['points'][-1]['targets']:,}")
     assert facts["head_kept"].count(",") >= len(record["points"]) - 2
     assert facts["head_setting"] == itemhead_run.setting_words(record["settings"])
     assert "bfloat16" not in facts["head_dtype"] and "," not in facts["head_machine"]
+
+
+def test_a_run_of_another_length_is_told_with_its_own_best_point_and_the_test_against_it(record):
+    rng = np.random.default_rng(1)
+    mine = rng.uniform(0, 0.3, 300)
+    other = np.clip(mine - 0.05 + rng.normal(0, 0.01, 300), 0, None)  # lower for almost every user
+    fake = {"points": [{"targets": 194_342, "valid": {"ndcg10": float(mine.mean()), "per_user": mine.tolist()}}],
+            "other_runs": [{"passes": 1.0, "points": [
+                {"targets": 4_000, "valid": {"ndcg10": 0.0, "per_user": [0.0] * 300}},
+                {"targets": 97_171, "valid": {"ndcg10": float(other.mean()), "per_user": other.tolist()}}]}]}
+    words = itemhead_run.runs_words(fake)
+    assert "over the data once" in words and "after 97,171 targets" in words
+    assert "significantly better than that one" in words
+    assert itemhead_run.runs_words({"points": fake["points"]}) == ""
+    assert itemhead_run.passes_words(2) == "twice" and itemhead_run.passes_words(1.5) == "1.5 times"
+
+
+def test_a_tie_with_the_centre_keeps_the_centre():
+    centre = np.random.default_rng(2).uniform(0.05, 0.2, 300)
+    tie = centre.copy()
+    tie[:150] += 0.02  # higher for half the users, lower for the others: a higher mean, by a hair
+    tie[150:] -= 0.0199
+    assert tie.mean() > centre.mean() and paired_test(pd.Series(tie), pd.Series(centre))["p_value"] > 0.5
+    entry = lambda s, v: {"setting": s, "ndcg10": float(np.mean(v)), "per_user": list(v)}  # noqa: E731
+    c, x = dict(itemhead_run.CENTRE), {**itemhead_run.CENTRE, "lr": 3e-3}
+    assert itemhead_run.chosen({"centre": c, "entries": {"c": entry(c, centre), "x": entry(x, tie)}}) == c
+    clear = centre + 0.05  # higher for every user
+    assert itemhead_run.chosen({"centre": c, "entries": {"c": entry(c, centre), "x": entry(x, clear)}}) == x
+    assert itemhead_run.chosen({"centre": c, "entries": {"c": entry(c, clear), "x": entry(x, centre)}}) == c
+    # without the centre among the entries, the best mean
+    assert itemhead_run.chosen({"centre": c, "entries": {"x": entry(x, tie), "y": entry(c | {"lr": 1.0}, centre)}}) == x

@@ -164,3 +164,15 @@ def test_the_frontier_holds_each_model_better_than_every_faster_one():
     assert sum(c.get_edgecolor().size > 0 and c.get_edgecolor()[0][:3].tolist() == [0, 0, 0]
                for c in ax.collections) == len(got)  # the frontier's dots circled
     plt.close(fig)
+
+
+def test_tints_of_a_colour_keep_its_hue_and_come_nearer_white_each():
+    from matplotlib.colors import rgb_to_hsv, to_rgb
+
+    base = plots.MODEL_COLORS["LLMItemHead"]
+    tints = plots.lighter(base, 3)
+    assert len(tints) == 3
+    h0 = rgb_to_hsv(to_rgb(base))[0]
+    for a, b in zip([to_rgb(base), *tints], tints):
+        assert sum(b) > sum(a) and all(0 <= x <= 1 for x in b)
+        assert abs(rgb_to_hsv(b)[0] - h0) < 0.02

@@ -26,7 +26,7 @@ def entry(ndcg, within=True, tokens=700, **changes):
 @pytest.fixture
 def record():
     results = {
-        "zs-list": {**CENTRE, "zero_shot": True, "template": "list", "within_budget": True,
+        "zs-list": {**CENTRE, "zero_shot": True, "template": "list", "history": 19, "within_budget": True,
                     **{r: {"valid_ndcg10": 0.40, "ci_low": 0.35, "ci_high": 0.45, "p_vs_best": 0.01,
                            "diff_vs_best": -0.1} for r in ("mean", "sum")}, "tokens_per_user": 700},
         "centre": entry(0.50),
@@ -45,7 +45,7 @@ def record():
 def test_rows_come_zero_shot_first_then_by_round_with_what_they_change(record):
     search = LoRASearch(record)
     assert search.order == ["zs-list", "centre", "w80", "lr-low", "lr-high", "lr-high+rank8"]
-    assert search.labels["zs-list"] == "zero-shot, list prompt"
+    assert search.labels["zs-list"] == f"zero-shot, list prompt, {record['results']['zs-list']['history']} films"
     assert search.labels["lr-low"] == "learning rate 0.003"
     assert search.labels["w80"] == "window 80 (over budget)"
     assert search.labels["lr-high+rank8"] == "rank 8, learning rate 0.02"

@@ -11,11 +11,12 @@ is a comma-separated ``FIELD=VALUE`` list over :data:`CENTRE`; entries are merge
 so settings can run side by side, one process per core, each into its own ``--record`` and
 then ``--merge``-d.  The test split decides nothing.
 
-**The long run** trains the best setting for one pass over every training window (every
-training film but each user's first a target once), checkpointing as it goes (an interrupted
-run resumes), and keeps the model after :data:`KEEP` targets and at the end.
-Each kept model ranks the same validation films; the best of them on validation is the one
-committed (``book/longrun/itemhead/``: peft adapters and the item head in float16) and scored
+**The long run** trains the best setting for one pass (or ``--passes N``) over every training
+window (every training film but each user's first a target once a pass), its learning rate
+decaying to zero at the end, checkpointing as it goes (an interrupted run resumes), and keeps
+the model after :data:`KEEP` targets and at the end.  Each kept model ranks the same validation
+films; the best of them on validation, over every run recorded (a run of another number of
+passes stays in the record's ``other_runs``), is the one committed (``book/longrun/itemhead/``: peft adapters and the item head in float16) and scored
 on the test split: every user under P1 and chapter 6's users under P2, from the committed
 files.  ``make book`` scores the committed model again on :data:`REDERIVE_USERS` of those users
 (:func:`rederive`) and fails when it differs from the record by more than :data:`TOLERANCE`.
@@ -37,10 +38,14 @@ from .committed import RECORD_DIR, _root
 
 #: the centre of the search (ItemHeadSettings fields); a setting changes some of them
 CENTRE = {"lr": 1e-3, "head_lr": 1e-2, "layers": 4, "window": 20, "scale": 16.0, "center": False}
-#: numbers of targets after which the long run keeps its model (and the end of the pass)
-KEEP = (4000, 16000, 32000, 64000)
+#: numbers of targets after which the long run keeps its model (and the end of the run); a pass
+#: has about 97,000, so the last three belong to a run of two passes
+KEEP = (4000, 16000, 32000, 64000, 97000, 128000, 160000)
 #: a search run's length in training targets (the whole pass has about 97,000)
-PROXY_TARGETS = 6000
+PROXY_TARGETS = 32000
+#: a setting replaces the search's centre only if it beats it on validation at this level
+#: (paired sign-flip test); otherwise the centre stays
+TIE_ALPHA = 0.05
 #: the users (the first of the split's) whose validation film ranks every setting and every kept point
 VALID_USERS = 300
 #: chapter 6's P2 users (its candidates: seed 0, 19 unwatched films each)
@@ -138,6 +143,8 @@ def search(specs: list[str], record: Path, targets: int = PROXY_TARGETS, n_users
     out.update({"what": "settings of the item-head LLM for one pass over the training data, chosen on the "
                         "validation film of the first users ranked among every film (P1, seen films masked) "
                         "at a proxy length", "targets": targets, "users": n_users, "centre": CENTRE,
+                "rule": f"the best mean validation NDCG@10, unless its paired test against the centre has "
+                        f"p >= {TIE_ALPHA:g}: then the centre stays",
                 **_machine()})
     entries = out.setdefault("entries", {})
     for spec in specs:
@@ -175,10 +182,19 @@ def merge(paths: list[Path], record: Path) -> dict:
     return out
 
 
-def chosen(search_record: dict) -> dict:
-    """The setting with the best mean validation NDCG@10."""
-    best = max(search_record["entries"].values(), key=lambda e: e["ndcg10"])
-    return best["setting"]
+def chosen(search_record: dict, alpha: float = TIE_ALPHA) -> dict:
+    """The setting with the best mean validation NDCG@10, unless the centre is among the entries and
+    the best does not beat it in a paired test at level ``alpha`` (a tie keeps the centre: a change
+    of setting must earn its place).  The rule was fixed before the search it applies to ran."""
+    from .evaluate import paired_test
+
+    entries = list(search_record["entries"].values())
+    best = max(entries, key=lambda e: e["ndcg10"])
+    centre = next((e for e in entries if e["setting"] == search_record["centre"]), None)
+    if centre is None or centre is best:
+        return best["setting"]
+    p = paired_test(np.asarray(best["per_user"]), np.asarray(centre["per_user"]), seed=0)["p_value"]
+    return best["setting"] if p < alpha else centre["setting"]
 
 
 # ---------------------------------------------------------------- the long run
@@ -198,10 +214,14 @@ def _kept_valid(path: Path, backend, titles, split) -> np.ndarray:
     return ndcg
 
 
-def whole(root: Path, passes: float = 1.0, targets: int | None = None, test_users: int | None = None) -> Path:
+def whole(root: Path, passes: float = 1.0, targets: int | None = None, test_users: int | None = None,
+          conditions: str | None = None) -> Path:
     """Train the chosen setting over the whole training data, choose the kept model on validation,
     score it on the test split and write the record and the model (see the module docstring).
-    ``targets`` and ``test_users`` cut the run and its P1 users short (a smoke run of the command)."""
+    ``targets`` and ``test_users`` cut the run and its P1 users short (a smoke run of the command);
+    ``conditions`` says in words what else the machine ran meanwhile.  A record already there is
+    kept: the better run on validation is the committed one, the other is kept in ``other_runs``
+    (one per number of passes)."""
     import torch
 
     from .assets import cache_dir
@@ -236,6 +256,24 @@ def whole(root: Path, passes: float = 1.0, targets: int | None = None, test_user
                        "valid": {"ndcg10": float(ndcg.mean()), "per_user": ndcg.round(6).tolist()}})
         print(f"{k:>7,} targets {meta['train_seconds']:7.0f} s  valid NDCG@10 {ndcg.mean():.4f}", flush=True)
     best = max(points, key=lambda p: p["valid"]["ndcg10"])
+    run = {"command": "python -m recnotes.itemhead_run whole" + (f" --passes {passes:g}" if passes != 1 else ""),
+           "passes": passes, **_machine(), "finished": time.strftime("%Y-%m-%d"),
+           "settings": asdict(model.settings),
+           "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+           "train_seconds": model.train_seconds, "targets_per_pass": model.targets_per_pass,
+           "seconds_total": time.perf_counter() - start, "loss": loss, "points": points,
+           "chosen_targets": best["targets"], "chosen_seconds": best["seconds"]}
+    if conditions:
+        run["conditions"] = conditions
+    path = record_path(root)
+    previous = json.loads(path.read_text()) if path.is_file() and targets is None else None
+    if previous is not None and _best_valid(previous) >= best["valid"]["ndcg10"]:
+        # the committed model stays: this run is recorded beside it, not chosen
+        previous["other_runs"] = [r for r in previous.get("other_runs", []) if r["passes"] != passes] + [run]
+        path.write_text(json.dumps(previous, indent=1) + "\n")
+        print(f"best on validation {best['valid']['ndcg10']:.4f}, below the committed run's "
+              f"{_best_valid(previous):.4f}: recorded beside it in {path}")
+        return path
     out_dir = model_dir(root)
     ItemHeadLLM.from_saved(backend, titles, paths[best["targets"]]).save(out_dir, torch.float16)
     committed = ItemHeadLLM.from_saved(backend, titles, out_dir)  # the record is what the files give
@@ -249,32 +287,47 @@ def whole(root: Path, passes: float = 1.0, targets: int | None = None, test_user
         t0 = time.perf_counter()
         committed.score([history_one])
         latency.append(time.perf_counter() - t0)
+    others = [] if previous is None else [run_of(previous)] + previous.get("other_runs", [])
     record = {
-        "what": "the item-head LLM trained over the whole training data once, the kept model best on "
-                "validation committed", "command": "python -m recnotes.itemhead_run whole",
-        **_machine(), "finished": time.strftime("%Y-%m-%d"), "model": MODEL_NAME,
-        "settings": asdict(committed.settings), "search": str(SEARCH_RECORD),
-        "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
-        "train_seconds": model.train_seconds, "targets_per_pass": model.targets_per_pass,
-        "seconds_total": time.perf_counter() - start, "valid_users": VALID_USERS, "loss": loss, "points": points,
-        "chosen_targets": best["targets"], "chosen_seconds": best["seconds"],
+        "what": "the item-head LLM trained over the whole training data, the kept model best on validation "
+                "(of every run recorded) committed", **run, "model": MODEL_NAME, "search": str(SEARCH_RECORD),
+        "valid_users": VALID_USERS,
         "p1": {"users": p1.users.tolist(), "ranks": p1.ranks.tolist(), "topk": p1.topk.tolist(),
                "n_items": split.n_items, "seconds": p1.seconds},
         "p2": {"users": p2.users.tolist(), "ranks": p2.ranks.tolist(), "candidates_seed": 0},
         "latency_ms_median": 1000 * float(np.median(latency)),
         "folder": str(RECORD_DIR / NAME),
+        "other_runs": [r for r in others if r["passes"] != passes],
     }
-    path = record_path(root)
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"P1 NDCG@10 {p1.per_user['NDCG@10'].mean():.4f}, P2 {p2.per_user['NDCG@10'].mean():.4f}: {path}")
     return path
+
+
+#: what describes one long run in a record (the rest is the committed model's test scores)
+RUN_FIELDS = ("command", "passes", "machine", "device", "dtype", "threads", "versions", "finished", "settings",
+              "trainable_parameters", "train_seconds", "targets_per_pass", "seconds_total", "loss", "points",
+              "chosen_targets", "chosen_seconds", "conditions")
+
+
+def run_of(record: dict) -> dict:
+    """The run of a record (its committed model's), without the test scores."""
+    run = {k: record[k] for k in RUN_FIELDS if k in record}
+    run.setdefault("passes", record["settings"]["passes"])
+    return run
+
+
+def _best_valid(record: dict) -> float:
+    return max(p["valid"]["ndcg10"] for p in record["points"])
 
 
 def read_record(root: Path | None = None) -> dict:
     path = record_path(root)
     if not path.is_file():
         raise FileNotFoundError(f"no item-head record {path}; run: python -m recnotes.itemhead_run whole")
-    return json.loads(path.read_text())
+    record = json.loads(path.read_text())
+    record.setdefault("passes", record["settings"]["passes"])
+    return record
 
 
 class _Scored:
@@ -408,24 +461,59 @@ def plateau_words(record: dict, alpha: float = 0.05, seed: int = 0) -> str:
 
 def record_facts(record: dict, search: dict, seed: int = 0, n_bootstrap: int = 1000) -> dict:
     """What the pages state about the long run's record and its settings search, by glue name
-    (``head_*``): the search's proxy length, the pass and its kept models, the time and machine
-    of the whole pass, the chosen settings and the kept model best on validation."""
+    (``head_*``): the search's proxy length, the run (its passes) and its kept models, the time and
+    machine of the whole run, the chosen settings, the kept model best on validation and the runs
+    of other lengths beside it."""
     valid = curve(record, n_bootstrap=n_bootstrap, seed=seed)
     kept = record["points"]
+    passes = record.get("passes", record["settings"]["passes"])
     return {
+        "head_passes": passes_words(passes),
+        "head_runs_words": runs_words(record, seed=seed),
         "head_kept": ", ".join(f"{p['targets']:,}" for p in kept[:-1]) + f" and {kept[-1]['targets']:,}",
         "head_valid_users": record["valid_users"],
         "head_proxy": search["targets"],
         "head_pass": record["targets_per_pass"],
-        "head_hours": record["train_seconds"] / 3600,  # the whole pass (chapter 9 has the time to the kept model)
+        "head_run_targets": kept[-1]["targets"],
+        "head_command": record.get("command", "python -m recnotes.itemhead_run whole"),
+        "head_hours": record["train_seconds"] / 3600,  # the whole run (chapter 9 has the time to the kept model)
         "head_machine": record["machine"].split(",")[0],
         "head_dtype": record["dtype"].replace("bfloat16", "bf16"),
         "head_setting": setting_words(record["settings"]),
         "head_chosen_targets": record["chosen_targets"],
-        "head_chosen_share": 100 * record["chosen_targets"] / record["targets_per_pass"],
+        "head_chosen_share": 100 * record["chosen_targets"] / kept[-1]["targets"],  # of the run
         "head_chosen_valid": float(valid.loc[valid.targets == record["chosen_targets"], "ndcg10"].iloc[0]),
         "head_flat_words": plateau_words(record, seed=seed),
     }
+
+
+def passes_words(passes: float) -> str:
+    """``1`` -> ``"once"``, ``2`` -> ``"twice"``, ``1.5`` -> ``"1.5 times"``."""
+    return {1: "once", 2: "twice"}.get(passes, f"{passes:g} times")
+
+
+def _best_point(run: dict) -> dict:
+    return max(run["points"], key=lambda p: p["valid"]["ndcg10"])
+
+
+def runs_words(record: dict, seed: int = 0) -> str:
+    """The long runs of other lengths recorded beside the committed one, in words: where each did
+    best on validation, and the paired test of the committed model against that point (the same
+    validation users).  Empty when there is none."""
+    from .evaluate import paired_test
+    from .report.compare import fmt, fmt_p
+    from .report.phrases import compared
+
+    mine = np.asarray(_best_point(record)["valid"]["per_user"])
+    out = []
+    for run in record.get("other_runs", []):
+        best = _best_point(run)
+        test = paired_test(mine, np.asarray(best["valid"]["per_user"]), seed=seed)
+        out.append(f"The run over the data {passes_words(run['passes'])}, its learning rate decaying to zero at "
+                   f"its own end, did best after {best['targets']:,} targets (validation NDCG@10 "
+                   f"{fmt(best['valid']['ndcg10'])}); the committed model is "
+                   f"{compared(test, 'that one')} (paired test, p {fmt_p(test['p_value'])}).")
+    return " ".join(out)
 
 
 def _changed(field: str, value) -> str:
@@ -473,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--targets", type=int, default=None, help="stop after this many targets (a smoke run)")
     w.add_argument("--test-users", type=int, default=None, help="P1 on the first N users only (a smoke run)")
     w.add_argument("--root", type=Path, default=None, help="where book/ is (default: this checkout)")
+    w.add_argument("--conditions", default=None, help="what else the machine ran meanwhile, in words")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     root = _root()
@@ -483,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             search(args.settings, record, args.targets, args.users)
         return 0
-    whole(args.root or root, args.passes, args.targets, args.test_users)
+    whole(args.root or root, args.passes, args.targets, args.test_users, args.conditions)
     return 0
 
 

@@ -275,10 +275,11 @@ def search_table(search: dict):
     import pandas as pd
 
     from .report.compare import fmt, fmt_ci, fmt_p, tidy
+    from .report.tuning import zero_shot_label
 
     def label(entry):
         if entry.get("zero_shot"):
-            return f"zero-shot, {entry['template']} prompt"
+            return zero_shot_label(entry)
         text = f"lr {entry['lr']:g}, window {entry['window']}"
         if entry["objective"] != "lm":
             text += f", {_LOSSES[entry['objective']]} loss, {entry['targets']:,} targets"
@@ -338,7 +339,7 @@ def size_comparison(record: dict, smol: dict | None = None, check: dict | None =
     and sentences by glue name (``gemma_*``), with ``check`` (:func:`check_rederived`'s result,
     None where the final adapters were not scored again); ``answer``: the landing page's line.
     """
-    from .report.compare import fmt, fmt_p, paired_rows, verdict
+    from .report.compare import fmt, fmt_count, fmt_p, paired_rows, verdict
     from .report.phrases import compared, signed
 
     zero, fine = (model_name(record, k) for k in (0, record["targets"]))
@@ -357,7 +358,7 @@ def size_comparison(record: dict, smol: dict | None = None, check: dict | None =
     tops = record["controls"]["top_popular"]
     fine_ndcg = float(users[fine]["NDCG@10"].mean())
     facts = {
-        "gemma_params_m": record["parameters"] / 1e6, "gemma_vocab": record["vocab"],
+        "gemma_params_m": record["parameters"] / 1e6, "gemma_vocab": fmt_count(record["vocab"]),
         "gemma_targets": record["targets"], "gemma_rank": record["settings"]["rank"],
         "gemma_layers": record["settings"]["layers"], "gemma_blocks": record["blocks"],
         "gemma_minutes": record["train_seconds"] / 60, "gemma_machine": record["machine"].split(",")[0],

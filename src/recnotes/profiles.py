@@ -23,12 +23,29 @@ class Profile:
     p2_users: int  # users sampled for the candidate-ranking protocol P2
     n_bootstrap: int  # bootstrap resamples for confidence intervals
     max_users: int | None  # cap on evaluated users (None = all)
+    sample_users: int | None  # users of a per-user illustration, the first of the split's (None = all)
+    timing_repeats: int  # timed calls of one request, their median reported
+    timed_runs: int  # timed whole evaluations or trainings, the fastest reported
+    sweep_points: int | None  # values of a swept size or list of models tried (None = all)
+
+    def swept(self, values: tuple) -> tuple:
+        """The values of a sweep this profile runs: all of them, or ``sweep_points`` spread from the
+        first to the last."""
+        n = len(values) if self.sweep_points is None else min(self.sweep_points, len(values))
+        if n == len(values):
+            return tuple(values)
+        if n == 1:
+            return (values[0],)
+        return tuple(values[round(i * (len(values) - 1) / (n - 1))] for i in range(n))
 
 
 PROFILES: dict[str, Profile] = {
-    "full": Profile("full", seeds=(0, 1, 2), max_epochs=200, p2_users=200, n_bootstrap=1000, max_users=None),
-    "ci": Profile("ci", seeds=(0,), max_epochs=3, p2_users=20, n_bootstrap=200, max_users=None),
-    "smoke": Profile("smoke", seeds=(0,), max_epochs=1, p2_users=5, n_bootstrap=50, max_users=50),
+    "full": Profile("full", seeds=(0, 1, 2), max_epochs=200, p2_users=200, n_bootstrap=1000, max_users=None,
+                    sample_users=None, timing_repeats=300, timed_runs=5, sweep_points=None),
+    "ci": Profile("ci", seeds=(0,), max_epochs=3, p2_users=20, n_bootstrap=200, max_users=None,
+                  sample_users=50, timing_repeats=30, timed_runs=2, sweep_points=2),
+    "smoke": Profile("smoke", seeds=(0,), max_epochs=1, p2_users=5, n_bootstrap=50, max_users=50,
+                     sample_users=10, timing_repeats=10, timed_runs=1, sweep_points=1),
 }
 
 

@@ -41,6 +41,18 @@ def fmt_si(x: float, digits: int = 3) -> str:
     return fmt(x / 1000 ** step, digits) + ("" if step == 0 else " " + "kMGT"[step - 1])
 
 
+def fmt_count(n: int, digits: int = 3) -> str:
+    """A count for prose: exact below 100,000 (``98,114``), above in words with ``digits``
+    significant digits (``211 thousand``, ``1.13 million``, ``135 million``)."""
+    n = int(n)
+    if abs(n) < 100_000:
+        return f"{n:,}"
+    for size, word in ((10 ** 12, "trillion"), (10 ** 9, "billion"), (10 ** 6, "million"), (10 ** 3, "thousand")):
+        if abs(n) >= size * (1 - 0.5 * 10 ** -digits):
+            return f"{fmt(float(f'{n / size:.{digits}g}'), digits)} {word}"  # rounded first: 999,999 is 1.00 million
+    return f"{n:,}"  # not reached
+
+
 def signed(x: float, digits: int = 3) -> str:
     """A difference with its sign and ``digits`` significant digits, never in exponent
     notation (``+0.0123``, ``-0.0000158``, ``0``): how the prose and the tables write a

@@ -4,6 +4,7 @@ that pandas does not cut short."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
 __all__ = ["PALETTE", "MODEL_COLORS", "COLUMN_PX", "MIN_TEXT_PX", "set_style", "new_figure", "model_colors", "fit_column", "on_screen",
@@ -40,9 +41,18 @@ def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, nrows: i
 
 #: one colour per model family, every pair apart in hue (CIE ΔE at least 25) and in
 #: lightness (ΔL* at least 5, so that they differ in grey too); Okabe-Ito-like
-MODEL_COLORS = {"LLMRanker": "#6A2C91", "ItemKNN": "#006D4F", "Popularity": "#0173B2", "EASE": "#D55E00",
+MODEL_COLORS = {"LLMRanker": "#6A2C91", "ItemKNN": "#006D4F", "Popularity": "#6F6F6F", "EASE": "#D55E00",
                 "LSTM": "#CC78BC", "GPTRec": "#56B4E9", "Random": "#BBBBBB", "TextEmbedding": "#E6D222",
                 "LLMItemHead": "#6B1414"}
+
+
+def lighter(color, n: int) -> list[tuple]:
+    """``n`` tints of ``color``, each nearer white than the one before (for runs of one model
+    drawn beside it)."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.asarray(to_rgb(color))
+    return [tuple(rgb + (1 - rgb) * (0.35 + 0.4 * i / max(n, 1))) for i in range(n)]
 
 
 def model_colors(names) -> dict[str, str | tuple]:
@@ -229,16 +239,22 @@ def pareto_figure(points, colors: dict, label=str, slow: tuple = (), ylabel: str
     """Quality against latency (log axis), one dot per model of ``points`` (:func:`frontier`'s
     frame), circled on the frontier, which a dashed step joins.  A name sits left of its dot where
     the dot lies far right of the others (a hundred times slower than the slowest model not in
-    ``slow``).  Returns the figure."""
+    ``slow``) or where another dot lies just right of it, on its level.  Returns the figure."""
     on = frontier(points)
     scale = 100 * points["latency"].drop(index=[n for n in slow if n in points.index]).max()
     fig, ax = new_figure(width=7.5, height=4.2)
+    ax.set_xscale("log")
     for name, row in points.iterrows():
         ax.scatter(row["latency"], row["ndcg"], s=60, color=colors[name], zorder=3,
                    edgecolor="black" if name in on else "none")
-        far = row["latency"] > scale
+    fig.canvas.draw()  # the axes' limits, so that dots have their places in points
+    xy = dict(zip(points.index, ax.transData.transform(points[["latency", "ndcg"]].to_numpy(float))))
+    for name, row in points.iterrows():
+        x, y = xy[name]
+        crowded = any(0 < ox - x < 70 and abs(oy - y) < 20 for other, (ox, oy) in xy.items() if other != name)
+        left = row["latency"] > scale or crowded
         ax.annotate(label(name), (row["latency"], row["ndcg"]), textcoords="offset points", fontsize=9,
-                    xytext=(-6, 6) if far else (6, 4), ha="right" if far else "left")
+                    xytext=(-6, 6) if left else (6, 4), ha="right" if left else "left")
     ax.step(points.loc[on, "latency"], points.loc[on, "ndcg"], where="post", color="grey", ls="--", lw=1)
     ax.set(xscale="log", xlabel="latency of one request, p50 (ms, log scale)", ylabel=ylabel)
     return fig

@@ -63,6 +63,13 @@ def trials_figure(records: Mapping[str, dict]):
     return fig
 
 
+def zero_shot_label(entry: dict) -> str:
+    """A zero-shot row of a search table: its prompt and how many of the user's films it reads
+    (two searches of other windows read other histories, so their zero-shot rows differ)."""
+    history = f", {entry['history']} films" if "history" in entry else ""
+    return f"zero-shot, {entry['template']} prompt{history}"
+
+
 class LoRASearch:
     """The LoRA search record (``results``: its rows by key; ``best``: the chosen row and score;
     ``centre``: the first round's centre), ordered and labelled for the page."""
@@ -94,7 +101,7 @@ class LoRASearch:
         """(group, label): group 0 the zero-shot prompts, else the number of settings changed
         from the centre (each round of the search changes one more)."""
         if entry.get("zero_shot"):
-            return 0, f"zero-shot, {entry['template']} prompt"
+            return 0, zero_shot_label(entry)
         changed = [f for f in self.ORDER if f in self.diff(entry, self.centre)]
         label = self.words(entry, changed) if changed else "centre"
         return max(1, len(changed)), label + ("" if entry["within_budget"] else " (over budget)")
