@@ -130,6 +130,16 @@ def test_accuracy_numbers_are_the_means_and_their_bootstrap_bounds_and_the_table
                                      (134_515_008, "135 million"), (2_000_000_000, "2.00 billion")])
 def test_a_count_in_prose_is_exact_below_a_hundred_thousand_and_in_words_above(n, text):
     assert fmt_count(n) == text
+    assert fmt_count(80_928, below=10_000) == "80.9 thousand" and fmt_count(9_999, below=10_000) == "9,999"
     if " " in text:  # the words give the count back within their last digit
         number, word = text.split()
         assert abs(float(number) * {"thousand": 1e3, "million": 1e6, "billion": 1e9}[word] - n) / n < 5e-3
+
+
+@pytest.mark.parametrize("x, text", [(0.000337, "+0.0003"), (-0.000418, "-0.0004"), (-0.00863, "-0.0086"),
+                                     (0.0123, "+0.0123"), (0.00004, "0"), (-0.25, "-0.250")])
+def test_a_difference_with_at_most_four_decimals_rounds_there_and_keeps_its_sign(x, text):
+    from recnotes.report.compare import signed
+
+    assert signed(x, decimals=4) == text
+    assert len(text.split(".")[-1]) <= 4 and (text == "0" or abs(float(text) - x) <= 0.5e-4 + 0.5e-3 * abs(x))

@@ -175,3 +175,12 @@ def test_a_tie_with_the_centre_keeps_the_centre():
     assert itemhead_run.chosen({"centre": c, "entries": {"c": entry(c, clear), "x": entry(x, centre)}}) == c
     # without the centre among the entries, the best mean
     assert itemhead_run.chosen({"centre": c, "entries": {"x": entry(x, tie), "y": entry(c | {"lr": 1.0}, centre)}}) == x
+
+
+def test_the_search_table_marks_the_chosen_setting_once(search):
+    table = itemhead_run.search_table(search)
+    marked = [s for s in table.index if s.endswith(" (chosen)")]
+    assert len(marked) == 1 and len(table) == len(search["entries"])
+    changed = {k: v for k, v in itemhead_run.chosen(search).items() if search["centre"][k] != v}
+    assert marked[0] == ("the centre (chosen)" if not changed else marked[0])
+    assert all(itemhead_run._changed(k, v) in marked[0] for k, v in changed.items())

@@ -76,3 +76,16 @@ def test_speed_words_call_a_ratio_within_ten_percent_a_tie():
 
     assert [speed_words(r) for r in (1.5, 1.05, 1 / 1.05, 0.5)] == ["faster", "about as fast", "about as fast",
                                                                      "slower"]
+
+
+def test_standing_groups_the_models_above_level_and_below_in_that_order():
+    from recnotes.report.phrases import standing
+
+    up, level, down = ({"mean_diff": d, "p_holm": p} for d, p in ((0.1, 0.001), (0.01, 0.4), (-0.1, 0.002)))
+    assert standing({"Popularity": up, "EASE": level, "LSTM": down, "GPTRec": down}) == \
+        "above Popularity, not significantly different from EASE, and below LSTM and GPTRec"
+    assert standing({"EASE": down, "GPTRec": down}) == "below EASE and GPTRec"
+    assert standing({"Popularity": level, "GPTRec": down}) == \
+        "not significantly different from Popularity and below GPTRec"
+    # a significant p with the difference's sign deciding the side
+    assert standing({"A": {"mean_diff": -0.2, "p_value": 0.01}}, key="p_value") == "below A"

@@ -176,3 +176,20 @@ def test_tints_of_a_colour_keep_its_hue_and_come_nearer_white_each():
     for a, b in zip([to_rgb(base), *tints], tints):
         assert sum(b) > sum(a) and all(0 <= x <= 1 for x in b)
         assert abs(rgb_to_hsv(b)[0] - h0) < 0.02
+
+
+def test_a_model_off_the_frontier_is_told_with_every_model_both_faster_and_better():
+    import pandas as pd
+
+    points = pd.DataFrame({"latency": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 500.0, "e": 0.5},
+                           "ndcg": {"a": 0.5, "b": 0.7, "c": 0.6, "d": 0.55, "e": 0.2}})
+    for name in points.index:  # brute force over every other model
+        expected = {o for o in points.index if o != name and points.latency[o] < points.latency[name]
+                    and points.ndcg[o] > points.ndcg[name]}
+        assert set(plots.dominating(points, name)) == expected
+        assert (not expected) == (name in plots.frontier(points))
+    words = plots.frontier_words(points, ["d", "b", "x"], label=str.upper)
+    assert words == "D is not on it: B and C are both faster and better. B is on it."
+    points.loc["f"] = [1000.0, 0.1]
+    assert plots.frontier_words(points, ["f"]) == "f is not on it: e, a, b, c and d are both faster and better."
+    assert plots.frontier_words(points, ["c"]) == "c is not on it: b is both faster and better."

@@ -61,6 +61,8 @@ TOLERANCE = {"ndcg10": 0.02, "same_rank_share": 0.7}
 NAME = "itemhead"
 MODEL_NAME = "LLMItemHead"
 SEARCH_RECORD = Path("book") / "tuning" / "ItemHead.json"
+SEARCH_WHAT = ("settings of the item-head LLM for its long run over the training data, chosen on the validation "
+               "film of the first users ranked among every film (P1, seen films masked) at a proxy length")
 _FIELDS = {"lr": float, "head_lr": float, "layers": int, "window": int, "scale": float, "rank": int,
            "batch_size": int, "center": lambda v: bool(int(v))}
 
@@ -140,9 +142,7 @@ def search(specs: list[str], record: Path, targets: int = PROXY_TARGETS, n_users
 
     split, backend, titles, vectors = _context()
     out = json.loads(record.read_text()) if record.is_file() else {}
-    out.update({"what": "settings of the item-head LLM for one pass over the training data, chosen on the "
-                        "validation film of the first users ranked among every film (P1, seen films masked) "
-                        "at a proxy length", "targets": targets, "users": n_users, "centre": CENTRE,
+    out.update({"what": SEARCH_WHAT, "targets": targets, "users": n_users, "centre": CENTRE,
                 "rule": f"the best mean validation NDCG@10, unless its paired test against the centre has "
                         f"p >= {TIE_ALPHA:g}: then the centre stays",
                 **_machine()})
@@ -523,8 +523,9 @@ def _changed(field: str, value) -> str:
 
 
 def search_table(search_record: dict, seed: int = 0):
-    """The settings search as a table: one row per setting (what it changes from the centre), its
-    validation NDCG@10 with a 95% interval, the paired test against the best setting, and its
+    """The settings search as a table: one row per setting (what it changes from the centre; the
+    chosen one marked), its validation NDCG@10 with a 95% interval, the paired test against the
+    best setting, and its
     training loss at the end (the mean of the last 25 steps); the best first.  (The runs' rates are
     in the record, but they shared the CPU with other jobs.)"""
     import pandas as pd
@@ -534,12 +535,14 @@ def search_table(search_record: dict, seed: int = 0):
 
     entries = sorted(search_record["entries"].values(), key=lambda e: -e["ndcg10"])
     best = np.asarray(entries[0]["per_user"])
+    choice = chosen(search_record) if "rule" in search_record else entries[0]["setting"]
     rows = []
     for e in entries:
         changed = {k: v for k, v in e["setting"].items() if search_record["centre"].get(k) != v}
+        mark = " (chosen)" if e["setting"] == choice else ""
         mean, low, high = bootstrap_ci(np.asarray(e["per_user"]), 1000, seed=seed)
         p = paired_test(pd.Series(best), pd.Series(e["per_user"]), seed=seed)["p_value"] if e is not entries[0] else None
-        rows.append({"setting": ", ".join(_changed(k, v) for k, v in changed.items()) or "the centre",
+        rows.append({"setting": (", ".join(_changed(k, v) for k, v in changed.items()) or "the centre") + mark,
                      "valid NDCG@10": fmt(mean), "95% CI": fmt_ci(low, high),
                      "p vs best": "" if p is None else fmt_p(p), "final loss": f"{e['final_loss']:.2f}"})
     return pd.DataFrame(rows).set_index("setting")

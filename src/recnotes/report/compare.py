@@ -41,11 +41,12 @@ def fmt_si(x: float, digits: int = 3) -> str:
     return fmt(x / 1000 ** step, digits) + ("" if step == 0 else " " + "kMGT"[step - 1])
 
 
-def fmt_count(n: int, digits: int = 3) -> str:
-    """A count for prose: exact below 100,000 (``98,114``), above in words with ``digits``
-    significant digits (``211 thousand``, ``1.13 million``, ``135 million``)."""
+def fmt_count(n: int, digits: int = 3, below: int = 100_000) -> str:
+    """A count for prose: exact below ``below`` (``98,114``), above in words with ``digits``
+    significant digits (``211 thousand``, ``1.13 million``, ``135 million``); two counts
+    compared in one sentence take the same ``below``."""
     n = int(n)
-    if abs(n) < 100_000:
+    if abs(n) < below:
         return f"{n:,}"
     for size, word in ((10 ** 12, "trillion"), (10 ** 9, "billion"), (10 ** 6, "million"), (10 ** 3, "thousand")):
         if abs(n) >= size * (1 - 0.5 * 10 ** -digits):
@@ -53,10 +54,16 @@ def fmt_count(n: int, digits: int = 3) -> str:
     return f"{n:,}"  # not reached
 
 
-def signed(x: float, digits: int = 3) -> str:
+def signed(x: float, digits: int = 3, decimals: int | None = None) -> str:
     """A difference with its sign and ``digits`` significant digits, never in exponent
     notation (``+0.0123``, ``-0.0000158``, ``0``): how the prose and the tables write a
-    paired difference."""
+    paired difference.  With ``decimals``, at most that many decimals (``+0.0003``; a difference
+    that rounds to zero there is ``0``)."""
+    if decimals is not None:
+        if round(float(x), decimals) == 0:
+            return "0"
+        if abs(float(x)) < 10.0 ** (digits - decimals - 1):  # more decimals than allowed otherwise
+            return f"{float(x):+.{decimals}f}"
     text = fmt(float(x), digits)
     return text if text.startswith("-") or text == "0" else f"+{text}"
 

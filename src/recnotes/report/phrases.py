@@ -7,7 +7,7 @@ from typing import Mapping
 
 from .compare import fmt, fmt_p, signed, verdict
 
-__all__ = ["compared", "placed", "signed", "change", "how_many", "pairs_sentences", "speed_words"]
+__all__ = ["compared", "placed", "signed", "change", "how_many", "pairs_sentences", "speed_words", "standing"]
 
 
 def compared(test: Mapping[str, float], other: str, better: str = "better", worse: str = "worse",
@@ -24,6 +24,21 @@ def placed(test: Mapping[str, float], other: str, alpha: float = 0.05, key: str 
     ``"below <other>"`` or ``"not significantly different from <other>"``."""
     return {"significantly better": f"above {other}", "significantly worse": f"below {other}"}.get(
         verdict(test, alpha=alpha, key=key), f"not significantly different from {other}")
+
+
+def standing(tests: Mapping[str, Mapping[str, float]], alpha: float = 0.05, key: str = "p_holm") -> str:
+    """Where a model stands against several others (``tests``: name -> paired test of the model
+    minus that one), grouped: ``"above Popularity, not significantly different from EASE, and
+    below LSTM and GPTRec"`` (the groups in that order, the names in the order given)."""
+    groups: dict[str, list[str]] = {"above": [], "not significantly different from": [], "below": []}
+    for name, test in tests.items():
+        words = verdict(test, alpha=alpha, key=key)
+        groups["above" if words == "significantly better" else "below" if words == "significantly worse"
+               else "not significantly different from"].append(name)
+    parts = [f"{where} {_series(names)}" for where, names in groups.items() if names]
+    if len(parts) < 3:
+        return " and ".join(parts)
+    return ", ".join(parts[:-1]) + ", and " + parts[-1]
 
 
 def speed_words(ratio: float, tie: float = 1.1) -> str:

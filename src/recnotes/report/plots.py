@@ -235,6 +235,31 @@ def frontier(points) -> list:
     return out
 
 
+def dominating(points, name) -> list:
+    """The models of ``points`` (:func:`frontier`'s frame) both faster and better than ``name``,
+    the fastest first."""
+    row = points.loc[name]
+    others = points.drop(index=name)
+    better = others[(others["latency"] < row["latency"]) & (others["ndcg"] > row["ndcg"])]
+    return list(better.sort_values("latency", kind="stable").index)
+
+
+def frontier_words(points, names, label=str) -> str:
+    """Where each of ``names`` stands against the frontier of ``points``, one sentence each: on it,
+    or not, with the models that are both faster and better than it."""
+    on = frontier(points)
+    out = []
+    for name in (n for n in names if n in points.index):
+        if name in on:
+            out.append(f"{label(name)} is on it.")
+            continue
+        above = [label(n) for n in dominating(points, name)]
+        both = " and ".join([", ".join(above[:-1]), above[-1]] if len(above) > 2 else above)
+        out.append(f"{label(name)} is not on it: {both} {'is' if len(above) == 1 else 'are'} both faster and "
+                   "better.")
+    return " ".join(out)
+
+
 def pareto_figure(points, colors: dict, label=str, slow: tuple = (), ylabel: str = "P2 NDCG@10"):
     """Quality against latency (log axis), one dot per model of ``points`` (:func:`frontier`'s
     frame), circled on the frontier, which a dashed step joins.  A name sits left of its dot where
