@@ -151,11 +151,12 @@ def test_a_run_of_another_length_is_told_with_its_own_best_point_and_the_test_ag
     mine = rng.uniform(0, 0.3, 300)
     other = np.clip(mine - 0.05 + rng.normal(0, 0.01, 300), 0, None)  # lower for almost every user
     fake = {"points": [{"targets": 194_342, "valid": {"ndcg10": float(mine.mean()), "per_user": mine.tolist()}}],
-            "other_runs": [{"passes": 1.0, "points": [
+            "other_runs": [{"passes": 1.0, "train_seconds": 5400.0, "machine": "Intel(R) Xeon(R) Processor, 2 cores",
+                            "points": [
                 {"targets": 4_000, "valid": {"ndcg10": 0.0, "per_user": [0.0] * 300}},
                 {"targets": 97_171, "valid": {"ndcg10": float(other.mean()), "per_user": other.tolist()}}]}]}
     words = itemhead_run.runs_words(fake)
-    assert "over the data once" in words and "after 97,171 targets" in words
+    assert "over the data once (1.5 hours of one core of Intel Xeon)" in words and "after 97,171 targets" in words
     assert "significantly better than that one" in words
     assert itemhead_run.runs_words({"points": fake["points"]}) == ""
     assert itemhead_run.passes_words(2) == "twice" and itemhead_run.passes_words(1.5) == "1.5 times"
@@ -173,6 +174,9 @@ def test_a_tie_with_the_centre_keeps_the_centre():
     clear = centre + 0.05  # higher for every user
     assert itemhead_run.chosen({"centre": c, "entries": {"c": entry(c, centre), "x": entry(x, clear)}}) == x
     assert itemhead_run.chosen({"centre": c, "entries": {"c": entry(c, clear), "x": entry(x, centre)}}) == c
+    tied = {"centre": c, "entries": {"c": entry(c, centre), "x": entry(x, tie)}}
+    assert "learning rate 0.003" in itemhead_run.choice_words(tied) and "the centre stays" in itemhead_run.choice_words(tied)
+    assert itemhead_run.choice_words({"centre": c, "entries": {"c": entry(c, centre), "x": entry(x, clear)}}) == ""
     # without the centre among the entries, the best mean
     assert itemhead_run.chosen({"centre": c, "entries": {"x": entry(x, tie), "y": entry(c | {"lr": 1.0}, centre)}}) == x
 

@@ -304,7 +304,9 @@ def whole(root: Path, passes: float = 1.0, targets: int | None = None, test_user
     return path
 
 
-#: what describes one long run in a record (the rest is the committed model's test scores)
+#: what describes one long run in a record (the rest is the committed model's test scores);
+#: ``seconds_total`` is the wall-clock time of the command that wrote it (a resumed run's
+#: command counts only what it did)
 RUN_FIELDS = ("command", "passes", "machine", "device", "dtype", "threads", "versions", "finished", "settings",
               "trainable_parameters", "train_seconds", "targets_per_pass", "seconds_total", "loss", "points",
               "chosen_targets", "chosen_seconds", "conditions")
@@ -470,6 +472,7 @@ def record_facts(record: dict, search: dict, seed: int = 0, n_bootstrap: int = 1
     return {
         "head_passes": passes_words(passes),
         "head_runs_words": runs_words(record, seed=seed),
+        "head_choice_words": choice_words(search, seed=seed),
         "head_kept": ", ".join(f"{p['targets']:,}" for p in kept[:-1]) + f" and {kept[-1]['targets']:,}",
         "head_valid_users": record["valid_users"],
         "head_proxy": search["targets"],
@@ -477,7 +480,7 @@ def record_facts(record: dict, search: dict, seed: int = 0, n_bootstrap: int = 1
         "head_run_targets": kept[-1]["targets"],
         "head_command": record.get("command", "python -m recnotes.itemhead_run whole"),
         "head_hours": record["train_seconds"] / 3600,  # the whole run (chapter 9 has the time to the kept model)
-        "head_machine": record["machine"].split(",")[0],
+        "head_machine": machine_name(record["machine"]),
         "head_dtype": record["dtype"].replace("bfloat16", "bf16"),
         "head_setting": setting_words(record["settings"]),
         "head_chosen_targets": record["chosen_targets"],
@@ -485,6 +488,14 @@ def record_facts(record: dict, search: dict, seed: int = 0, n_bootstrap: int = 1
         "head_chosen_valid": float(valid.loc[valid.targets == record["chosen_targets"], "ndcg10"].iloc[0]),
         "head_flat_words": plateau_words(record, seed=seed),
     }
+
+
+def machine_name(machine: str) -> str:
+    """A record's CPU for a reader: ``"Intel(R) Xeon(R) Processor, 2 cores, ..."`` -> ``"Intel Xeon"``."""
+    name = machine.split(",")[0]
+    for mark in ("(R)", "(TM)", " Processor", " CPU"):
+        name = name.replace(mark, "")
+    return " ".join(name.split())
 
 
 def passes_words(passes: float) -> str:
@@ -509,17 +520,41 @@ def runs_words(record: dict, seed: int = 0) -> str:
     for run in record.get("other_runs", []):
         best = _best_point(run)
         test = paired_test(mine, np.asarray(best["valid"]["per_user"]), seed=seed)
-        out.append(f"The run over the data {passes_words(run['passes'])}, its learning rate decaying to zero at "
-                   f"its own end, did best after {best['targets']:,} targets (validation NDCG@10 "
+        out.append(f"The run over the data {passes_words(run['passes'])} ({run['train_seconds'] / 3600:.1f} hours "
+                   f"of one core of {machine_name(run['machine'])}), its learning rate decaying to zero at its "
+                   f"own end, did best after {best['targets']:,} targets (validation NDCG@10 "
                    f"{fmt(best['valid']['ndcg10'])}); the committed model is "
                    f"{compared(test, 'that one')} (paired test, p {fmt_p(test['p_value'])}).")
     return " ".join(out)
 
 
+def choice_words(search_record: dict, seed: int = 0) -> str:
+    """Why the search chose what it chose, when that is not its best row: the best row's paired
+    test against the centre, and the rule.  Empty when the best row is the choice."""
+    from .evaluate import paired_test
+    from .report.compare import fmt_p
+
+    entries = list(search_record["entries"].values())
+    best = max(entries, key=lambda e: e["ndcg10"])
+    if best["setting"] == chosen(search_record):
+        return ""
+    centre = next(e for e in entries if e["setting"] == search_record["centre"])
+    p = paired_test(np.asarray(best["per_user"]), np.asarray(centre["per_user"]), seed=seed)["p_value"]
+    changed = ", ".join(_changed(k, v) for k, v in best["setting"].items() if search_record["centre"].get(k) != v)
+    return (f"The best row ({changed}) is not significantly better than the centre (paired test, p {fmt_p(p)}), "
+            f"so by the rule fixed before the search the centre stays.")
+
+
+#: how a search table names a changed setting
+_WORDS = {"lr": "adapters' learning rate {:g}", "head_lr": "item head's learning rate {:g}",
+          "layers": "adapters on the top {} blocks", "window": "windows of {} films", "scale": "logit scale {:g}",
+          "rank": "adapters of rank {}", "batch_size": "batches of {} windows"}
+
+
 def _changed(field: str, value) -> str:
     if field == "center":
         return "states centred" if value else "states not centred"
-    return f"{field} {value:g}" if isinstance(value, float) else f"{field} {value}"
+    return _WORDS[field].format(value) if field in _WORDS else f"{field} {value}"
 
 
 def search_table(search_record: dict, seed: int = 0):
