@@ -72,16 +72,3 @@ def test_the_check_sees_a_hidden_name():
         assert hidden_names_in_visible_cells(path) == [(1, {"secret"})]
 
 
-
-#: characters of a code line that the page shows at 1280 px without a scroll bar (the book
-#: theme's code block in the content column)
-PAGE_CODE_WIDTH = 78
-
-
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_code_a_reader_sees_fits_the_page_width(source):
-    nb = jupytext.read(source)
-    long = [(i, line) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-            and not set(cell.metadata.get("tags", [])) & (HIDDEN | {"hide-input", "parameters"})
-            for line in cell.source.splitlines() if len(line) > PAGE_CODE_WIDTH]
-    assert not long, f"{source.name}: code lines wider than the page's code block: {long[:3]}"
