@@ -143,3 +143,16 @@ def test_a_difference_with_at_most_four_decimals_rounds_there_and_keeps_its_sign
 
     assert signed(x, decimals=4) == text
     assert len(text.split(".")[-1]) <= 4 and (text == "0" or abs(float(text) - x) <= 0.5e-4 + 0.5e-3 * abs(x))
+
+
+def test_metrics_and_intervals_show_at_most_four_decimals():
+    from recnotes.report.compare import METRIC_DECIMALS
+
+    assert fmt(0.000471, max_decimals=4) == "0.0005" and fmt(0.00355, max_decimals=4) == "0.0036"
+    assert fmt(0.00004, max_decimals=4) == "0" and fmt(0.105, max_decimals=4) == "0.105"
+    assert fmt_ci(-0.0545, -0.000679) == "-0.0545 to\u00a0-0.0007"
+    assert fmt_ci(0.000471, 0.00524) == "0.0005–0.0052"
+    table = paired_table({"a": pd.Series([0.1001, 0.2, 0.3]), "b": pd.Series([0.1, 0.2, 0.3])}, "a", seed=0)
+    for text in table.iloc[0][:2]:
+        for number in str(text).replace("\u00a0", " ").replace(" to ", "–").split("–"):
+            assert len(number.split(".")[-1]) <= METRIC_DECIMALS if "." in number else True

@@ -189,7 +189,7 @@ def test_a_model_off_the_frontier_is_told_with_every_model_both_faster_and_bette
         assert set(plots.dominating(points, name)) == expected
         assert (not expected) == (name in plots.frontier(points))
     words = plots.frontier_words(points, ["d", "b", "x"], label=str.upper)
-    assert words == "D is not on it: B and C are both faster and better. B is on it."
+    assert words == "D is not on it: B and C are faster and better. B is on it."
     points.loc["f"] = [1000.0, 0.1]
-    assert plots.frontier_words(points, ["f"]) == "f is not on it: e, a, b, c and d are both faster and better."
-    assert plots.frontier_words(points, ["c"]) == "c is not on it: b is both faster and better."
+    assert plots.frontier_words(points, ["f"]) == "f is not on it: e, a, b, c and d are faster and better."
+    assert plots.frontier_words(points, ["c"]) == "c is not on it: b is faster and better."

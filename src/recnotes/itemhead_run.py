@@ -512,7 +512,7 @@ def runs_words(record: dict, seed: int = 0) -> str:
     best on validation, and the paired test of the committed model against that point (the same
     validation users).  Empty when there is none."""
     from .evaluate import paired_test
-    from .report.compare import fmt, fmt_p
+    from .report.compare import fmt, fmt_count, fmt_p
     from .report.phrases import compared
 
     mine = np.asarray(_best_point(record)["valid"]["per_user"])
@@ -522,7 +522,7 @@ def runs_words(record: dict, seed: int = 0) -> str:
         test = paired_test(mine, np.asarray(best["valid"]["per_user"]), seed=seed)
         out.append(f"The run over the data {passes_words(run['passes'])} ({run['train_seconds'] / 3600:.1f} hours "
                    f"of one core of {machine_name(run['machine'])}), its learning rate decaying to zero at its "
-                   f"own end, did best after {best['targets']:,} targets (validation NDCG@10 "
+                   f"own end, did best after {fmt_count(best['targets'])} targets (validation NDCG@10 "
                    f"{fmt(best['valid']['ndcg10'])}); the committed model is "
                    f"{compared(test, 'that one')} (paired test, p {fmt_p(test['p_value'])}).")
     return " ".join(out)

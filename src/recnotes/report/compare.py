@@ -21,14 +21,22 @@ from ..evaluate.uncertainty import bootstrap_ci, paired_test
 __all__ = ["fmt", "fmt_si", "fmt_p", "fmt_ci", "signed", "accuracy_frame", "show_accuracy", "accuracy_table", "paired_table", "paired_rows", "holm", "verdict", "tidy"]
 
 
-def fmt(x: float, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits, thousands separated (``0.105``, ``1,234``)."""
+#: the most decimals a metric, a difference or an interval shows on a page (``0.0005``, not
+#: ``0.000471``): the third significant digit of a number that small is noise
+METRIC_DECIMALS = 4
+
+
+def fmt(x: float, digits: int = 3, max_decimals: int | None = None) -> str:
+    """A number with ``digits`` significant digits, thousands separated (``0.105``, ``1,234``);
+    with ``max_decimals``, at most that many decimals (``0.0005``; ``0`` where it rounds to zero)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if x == 0:
         return "0"
     magnitude = math.floor(math.log10(abs(x)))
     decimals = max(0, digits - 1 - magnitude)
+    if max_decimals is not None and decimals > max_decimals:
+        return "0" if round(x, max_decimals) == 0 else f"{x:.{max_decimals}f}"
     return f"{x:,.{decimals}f}" if magnitude >= digits - 1 else f"{x:.{decimals}f}"
 
 
@@ -77,11 +85,12 @@ def fmt_p(p: float, n_perm: int = 10_000) -> str:
     return fmt(p, 2)
 
 
-def fmt_ci(low: float, high: float, digits: int = 3) -> str:
+def fmt_ci(low: float, high: float, digits: int = 3, max_decimals: int | None = METRIC_DECIMALS) -> str:
     """An interval as ``low–high`` (one short string that does not wrap); where a bound is
-    negative, as ``low to high`` (``-0.19–-0.067`` reads badly), which may wrap before "to"."""
+    negative, as ``low to high`` (``-0.19–-0.067`` reads badly), which may wrap before "to".
+    Bounds show at most ``max_decimals`` decimals."""
     sep = " to\u00a0" if min(low, high) < 0 else "–"
-    return f"{fmt(low, digits)}{sep}{fmt(high, digits)}"
+    return f"{fmt(low, digits, max_decimals)}{sep}{fmt(high, digits, max_decimals)}"
 
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +135,7 @@ def show_accuracy(numbers: pd.DataFrame) -> pd.DataFrame:
         elif column == "users":
             out[column] = numbers[column]
         elif not column.endswith(" high"):
-            out[column] = numbers[column].map(fmt)
+            out[column] = numbers[column].map(lambda x: fmt(x, max_decimals=METRIC_DECIMALS))
     return tidy(out)
 
 
@@ -165,7 +174,8 @@ def paired_table(per_user: Mapping[str, pd.Series], model: str, others: Sequence
             t["p_holm"] = float(adj)
     rows = {}
     for t in tests:
-        row = {f"difference ({label or model} − row)": signed(t["mean_diff"]), "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
+        row = {f"difference ({label or model} − row)": signed(t["mean_diff"], decimals=METRIC_DECIMALS),
+               "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
                "p": fmt_p(t["p_value"], n_perm)}
         if correct:
             row["p (Holm)"] = fmt_p(t["p_holm"], n_perm)
@@ -185,7 +195,8 @@ def paired_rows(pairs: Mapping[str, tuple[pd.Series, pd.Series]], columns: tuple
     for t, adj in zip(tests, holm([t["p_value"] for t in tests])):
         t["p_holm"] = float(adj)
     rows = {t["vs"]: {columns[0]: fmt(float(a.mean())), columns[1]: fmt(float(b.mean())),
-                      "difference": signed(t["mean_diff"]), "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
+                      "difference": signed(t["mean_diff"], decimals=METRIC_DECIMALS),
+                      "95% CI": fmt_ci(t["ci_low"], t["ci_high"]),
                       "p (Holm)": fmt_p(t["p_holm"], n_perm), "users": t["n"]}
             for t, (a, b) in zip(tests, pairs.values())}
     out = tidy(pd.DataFrame.from_dict(rows, orient="index"))

@@ -255,8 +255,7 @@ def frontier_words(points, names, label=str) -> str:
             continue
         above = [label(n) for n in dominating(points, name)]
         both = " and ".join([", ".join(above[:-1]), above[-1]] if len(above) > 2 else above)
-        out.append(f"{label(name)} is not on it: {both} {'is' if len(above) == 1 else 'are'} both faster and "
-                   "better.")
+        out.append(f"{label(name)} is not on it: {both} {'is' if len(above) == 1 else 'are'} faster and better.")
     return " ".join(out)
 
 
@@ -264,7 +263,8 @@ def pareto_figure(points, colors: dict, label=str, slow: tuple = (), ylabel: str
     """Quality against latency (log axis), one dot per model of ``points`` (:func:`frontier`'s
     frame), circled on the frontier, which a dashed step joins.  A name sits left of its dot where
     the dot lies far right of the others (a hundred times slower than the slowest model not in
-    ``slow``) or where another dot lies just right of it, on its level.  Returns the figure."""
+    ``slow``) or where another dot lies just right of it, on its level; under a frontier dot
+    otherwise (the step rises at its right).  Returns the figure."""
     on = frontier(points)
     scale = 100 * points["latency"].drop(index=[n for n in slow if n in points.index]).max()
     fig, ax = new_figure(width=7.5, height=4.2)
@@ -272,14 +272,17 @@ def pareto_figure(points, colors: dict, label=str, slow: tuple = (), ylabel: str
     for name, row in points.iterrows():
         ax.scatter(row["latency"], row["ndcg"], s=60, color=colors[name], zorder=3,
                    edgecolor="black" if name in on else "none")
+    ax.margins(y=0.08)  # room for the names of the top and bottom dots
     fig.canvas.draw()  # the axes' limits, so that dots have their places in points
     xy = dict(zip(points.index, ax.transData.transform(points[["latency", "ndcg"]].to_numpy(float))))
     for name, row in points.iterrows():
         x, y = xy[name]
         crowded = any(0 < ox - x < 70 and abs(oy - y) < 20 for other, (ox, oy) in xy.items() if other != name)
         left = row["latency"] > scale or crowded
+        below = name in on and not left  # the step rises right of a frontier dot: its name goes under it
         ax.annotate(label(name), (row["latency"], row["ndcg"]), textcoords="offset points", fontsize=9,
-                    xytext=(-6, 6) if left else (6, 4), ha="right" if left else "left")
+                    xytext=(-6, 6) if left else (6, -5) if below else (6, 4), ha="right" if left else "left",
+                    va="top" if below else "baseline")
     ax.step(points.loc[on, "latency"], points.loc[on, "ndcg"], where="post", color="grey", ls="--", lw=1)
     ax.set(xscale="log", xlabel="latency of one request, p50 (ms, log scale)", ylabel=ylabel)
     return fig
