@@ -136,8 +136,7 @@ def test_the_record_facts_state_the_records_own_numbers(search, record):
     assert facts["head_chosen_valid"] == pytest.approx(np.mean(chosen["valid"]["per_user"]))
     last = record["points"][-1]["targets"]
     assert facts["head_chosen_share"] == pytest.approx(100 * record["chosen_targets"] / last)
-    assert facts["head_run_targets"] == last and facts["head_passes"] in ("once", "twice")
-    assert facts["head_command"].startswith("python -m recnotes.itemhead_run whole")
+    assert facts["head_passes"] in ("once", "twice")
     assert facts["head_hours"] == pytest.approx(record["train_seconds"] / 3600)
     assert facts["head_proxy"] == search["targets"] and facts["head_pass"] == record["targets_per_pass"]
     assert facts["head_kept"].endswith(f" and {record['points'][-1]['targets']:,}")

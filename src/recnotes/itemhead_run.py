@@ -16,7 +16,8 @@ window (every training film but each user's first a target once a pass), its lea
 decaying to zero at the end, checkpointing as it goes (an interrupted run resumes), and keeps
 the model after :data:`KEEP` targets and at the end.  Each kept model ranks the same validation
 films; the best of them on validation, over every run recorded (a run of another number of
-passes stays in the record's ``other_runs``), is the one committed (``book/longrun/itemhead/``: peft adapters and the item head in float16) and scored
+passes stays in the record's ``other_runs``), is the one committed (``book/longrun/itemhead/``:
+peft adapters and the item head in float16) and scored
 on the test split: every user under P1 and chapter 6's users under P2, from the committed
 files.  ``make book`` scores the committed model again on :data:`REDERIVE_USERS` of those users
 (:func:`rederive`) and fails when it differs from the record by more than :data:`TOLERANCE`.
@@ -312,6 +313,10 @@ RUN_FIELDS = ("command", "passes", "machine", "device", "dtype", "threads", "ver
               "chosen_targets", "chosen_seconds", "conditions")
 
 
+def _best_point(run: dict) -> dict:
+    return max(run["points"], key=lambda p: p["valid"]["ndcg10"])
+
+
 def run_of(record: dict) -> dict:
     """The run of a record (its committed model's), without the test scores."""
     run = {k: record[k] for k in RUN_FIELDS if k in record}
@@ -320,7 +325,7 @@ def run_of(record: dict) -> dict:
 
 
 def _best_valid(record: dict) -> float:
-    return max(p["valid"]["ndcg10"] for p in record["points"])
+    return _best_point(record)["valid"]["ndcg10"]
 
 
 def read_record(root: Path | None = None) -> dict:
@@ -477,8 +482,6 @@ def record_facts(record: dict, search: dict, seed: int = 0, n_bootstrap: int = 1
         "head_valid_users": record["valid_users"],
         "head_proxy": search["targets"],
         "head_pass": record["targets_per_pass"],
-        "head_run_targets": kept[-1]["targets"],
-        "head_command": record.get("command", "python -m recnotes.itemhead_run whole"),
         "head_hours": record["train_seconds"] / 3600,  # the whole run (chapter 9 has the time to the kept model)
         "head_machine": machine_name(record["machine"]),
         "head_dtype": record["dtype"].replace("bfloat16", "bf16"),
@@ -501,10 +504,6 @@ def machine_name(machine: str) -> str:
 def passes_words(passes: float) -> str:
     """``1`` -> ``"once"``, ``2`` -> ``"twice"``, ``1.5`` -> ``"1.5 times"``."""
     return {1: "once", 2: "twice"}.get(passes, f"{passes:g} times")
-
-
-def _best_point(run: dict) -> dict:
-    return max(run["points"], key=lambda p: p["valid"]["ndcg10"])
 
 
 def runs_words(record: dict, seed: int = 0) -> str:
