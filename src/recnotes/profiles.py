@@ -43,7 +43,7 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", seeds=(0, 1, 2), max_epochs=200, p2_users=200, n_bootstrap=1000, max_users=None,
                     sample_users=None, timing_repeats=300, timed_runs=5, sweep_points=None),
     "ci": Profile("ci", seeds=(0,), max_epochs=3, p2_users=20, n_bootstrap=200, max_users=None,
-                  sample_users=50, timing_repeats=30, timed_runs=2, sweep_points=2),
+                  sample_users=50, timing_repeats=30, timed_runs=2, sweep_points=1),
     "smoke": Profile("smoke", seeds=(0,), max_epochs=1, p2_users=5, n_bootstrap=50, max_users=50,
                      sample_users=10, timing_repeats=10, timed_runs=1, sweep_points=1),
 }
