@@ -247,6 +247,8 @@ def dominating(points, name) -> list:
 def frontier_words(points, names, label=str) -> str:
     """Where each of ``names`` stands against the frontier of ``points``, one sentence each: on it,
     or not, with the models that are both faster and better than it."""
+    from .phrases import _series
+
     on = frontier(points)
     out = []
     for name in (n for n in names if n in points.index):
@@ -254,8 +256,8 @@ def frontier_words(points, names, label=str) -> str:
             out.append(f"{label(name)} is on it.")
             continue
         above = [label(n) for n in dominating(points, name)]
-        both = " and ".join([", ".join(above[:-1]), above[-1]] if len(above) > 2 else above)
-        out.append(f"{label(name)} is not on it: {both} {'is' if len(above) == 1 else 'are'} faster and better.")
+        out.append(f"{label(name)} is not on it: {_series(above)} {'is' if len(above) == 1 else 'are'} "
+                   "faster and better.")
     return " ".join(out)
 
 
